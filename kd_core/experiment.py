@@ -1,0 +1,206 @@
+"""The whole experiment: a (cached) teacher, then per seed a distilled and a scratch student from the same start."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from kd_core import store
+from kd_core.config import RunConfig
+from kd_core.data import Dataset, load_dataset
+from kd_core.evaluate import accuracy, agreement, confusion_matrix, per_class_accuracy, predict_logits
+from kd_core.models import count_params, create_model, flops_per_image
+from kd_core.train import Progress, train
+
+ROLES = ("teacher", "distilled", "scratch")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of a whole experiment: which model is training, its snapshot, and the overall fraction done."""
+
+    phase: str            # "teacher", "distilled" or "scratch"
+    seed: int
+    progress: Progress
+    overall: float        # 0..1 over every training step of the experiment
+
+
+def balanced_subset(labels: torch.Tensor, limit: int | None, seed: int = 0) -> torch.Tensor:
+    """Indices of `limit` examples taking classes in turn (all indices, shuffled, when limit is None or too big)."""
+    rng = np.random.default_rng(seed)
+    y = labels.numpy()
+    if limit is None or limit >= len(y):
+        return torch.from_numpy(rng.permutation(len(y)))
+    per_class = [list(rng.permutation(np.flatnonzero(y == c))) for c in np.unique(y)]
+    picked: list[int] = []
+    while len(picked) < limit:
+        for members in per_class:
+            if members and len(picked) < limit:
+                picked.append(int(members.pop()))
+    return torch.tensor(sorted(picked))
+
+
+def _teacher_path(cfg: RunConfig, dataset: Dataset) -> tuple[str, Any]:
+    """(cache key, checkpoint path) of this config's teacher."""
+    key = store.config_key({**cfg.teacher_dict(), "data": dataset.fingerprint})
+    return key, store.cache_path("teachers", f"{key}.pt")
+
+
+def cached_teacher(cfg: RunConfig, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]] | None:
+    """The trained teacher for `cfg` and its metadata from the cache, or None."""
+    _, path = _teacher_path(cfg, dataset)
+    loaded = store.load_checkpoint(path)
+    if loaded is None or loaded[0] != cfg.teacher:
+        return None
+    model = create_model(cfg.teacher)
+    try:
+        model.load_state_dict(loaded[1])
+    except RuntimeError as exc:
+        store.log.warning("teacher checkpoint %s does not fit %s (%s); retraining", path, cfg.teacher, exc)
+        return None
+    return model.eval(), loaded[2]
+
+
+def get_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progress], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The teacher for `cfg`: from the cache, or trained now and cached; metadata includes accuracy and seconds."""
+    found = cached_teacher(cfg, dataset)
+    if found is not None:
+        return found[0], {**found[1], "cached": True}
+    torch.manual_seed(cfg.teacher_seed)
+    model = create_model(cfg.teacher)
+    idx = balanced_subset(dataset.train_y, cfg.teacher_train_limit)
+    start = time.perf_counter()
+    history = train(model, dataset.train_x[idx], dataset.train_y[idx], epochs=cfg.teacher_epochs,
+                    batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=cfg.adam_eps, seed=cfg.teacher_seed,
+                    eval_set=(dataset.test_x, dataset.test_y), on_progress=on_progress, should_stop=should_stop)
+    seconds = time.perf_counter() - start
+    test_logits = predict_logits(model, dataset.test_x)
+    meta = {"accuracy": accuracy(test_logits, dataset.test_y), "seconds": seconds, "history": history.as_dict(),
+            "config": cfg.teacher_dict(), "train_images": len(idx)}
+    _, path = _teacher_path(cfg, dataset)
+    store.save_checkpoint(path, cfg.teacher, model.state_dict(), meta)
+    return model, {**meta, "cached": False}
+
+
+def run_key(cfg: RunConfig, dataset: Dataset) -> str:
+    """Cache key of a whole experiment's result."""
+    return store.config_key({**cfg.as_dict(), "data": dataset.fingerprint})
+
+
+def cached_result(cfg: RunConfig, dataset: Dataset | None = None) -> dict[str, Any] | None:
+    """The stored result of this exact config, or None."""
+    dataset = dataset or load_dataset(cfg.dataset)
+    return store.load_json(store.cache_path("results", f"{run_key(cfg, dataset)}.json"))
+
+
+def student_checkpoint_path(result: dict[str, Any], role: str) -> Any:
+    """Where the seed-0 `role` ("distilled" or "scratch") student of a result is stored."""
+    return store.cache_path("students", f"{result['key']}-{role}.pt")
+
+
+def _summary(accuracies: list[float], params: int, flops: int, seconds: float) -> dict[str, Any]:
+    """One model's row of the result: accuracies over seeds with mean and sample std."""
+    return {"accuracies": accuracies, "accuracy_mean": statistics.fmean(accuracies),
+            "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+            "params": params, "flops": flops, "seconds": seconds}
+
+
+def first_layer_norm(model: nn.Module) -> float:
+    """L2 norm of the first parameter tensor: equal for two models that start from the same weights."""
+    return float(next(model.parameters()).detach().norm())
+
+
+def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None, use_cache: bool = True) -> dict[str, Any]:
+    """Teacher, then distilled and scratch students for each seed; returns (and caches) the comparison.
+
+    Both students of a seed start from the same initial weights and see the same batches in the same
+    order; only the loss differs. The teacher's logits on the students' data are computed once.
+    """
+    cfg = cfg.validated()
+    started = time.perf_counter()
+    dataset = load_dataset(cfg.dataset)
+    key = run_key(cfg, dataset)
+    if use_cache and (found := cached_result(cfg, dataset)) is not None:
+        return {**found, "cached": True}
+
+    teacher_cached = cached_teacher(cfg, dataset) is not None
+    teacher_steps = 0 if teacher_cached else cfg.teacher_epochs * -(-_limit(cfg.teacher_train_limit, dataset)
+                                                                    // cfg.batch_size)
+    student_idx = balanced_subset(dataset.train_y, cfg.student_train_limit)
+    student_steps = cfg.student_epochs * -(-len(student_idx) // cfg.batch_size)
+    total_steps = teacher_steps + 2 * cfg.seeds * student_steps
+    done_before = 0
+
+    def reporter(phase: str, seed: int) -> Callable[[Progress], None]:
+        def report(p: Progress) -> None:
+            if on_event is not None:
+                on_event(Event(phase, seed, p, min(1.0, (done_before + p.step) / max(total_steps, 1))))
+        return report
+
+    teacher, teacher_meta = get_teacher(cfg, dataset, reporter("teacher", cfg.teacher_seed), should_stop)
+    done_before = teacher_steps
+    test_teacher = predict_logits(teacher, dataset.test_x)
+    x_student, y_student = dataset.train_x[student_idx], dataset.train_y[student_idx]
+    soft_targets = predict_logits(teacher, x_student)  # once, reused by every distilled epoch and seed
+
+    runs: dict[str, list[dict[str, Any]]] = {"distilled": [], "scratch": []}
+    for seed in range(cfg.seeds):
+        torch.manual_seed(seed)
+        initial = create_model(cfg.student).state_dict()
+        for role in ("distilled", "scratch"):
+            model = create_model(cfg.student)
+            model.load_state_dict(initial)
+            start_norm = first_layer_norm(model)
+            start = time.perf_counter()
+            history = train(model, x_student, y_student, epochs=cfg.student_epochs, batch_size=cfg.batch_size,
+                            lr=cfg.lr, adam_eps=cfg.adam_eps, seed=seed,
+                            teacher_logits=soft_targets if role == "distilled" else None,
+                            temperature=cfg.temperature, alpha=cfg.alpha, t_squared=cfg.t_squared,
+                            eval_set=(dataset.test_x, dataset.test_y), on_progress=reporter(role, seed),
+                            should_stop=should_stop)
+            seconds = time.perf_counter() - start
+            done_before += student_steps
+            logits = predict_logits(model, dataset.test_x)
+            runs[role].append({
+                "seed": seed, "accuracy": accuracy(logits, dataset.test_y), "seconds": seconds,
+                "initial_first_layer_norm": start_norm, "history": history.as_dict(),
+                "per_class": per_class_accuracy(logits, dataset.test_y, len(dataset.classes)),
+                "agreement_with_teacher": agreement(logits, test_teacher),
+                "confusion": confusion_matrix(logits, dataset.test_y, len(dataset.classes)).tolist(),
+            })
+            if seed == 0:
+                store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student,
+                                      model.state_dict(), {"role": role, "config": cfg.as_dict()})
+
+    student = create_model(cfg.student)
+    models = {
+        "teacher": {**_summary([teacher_meta["accuracy"]], count_params(teacher), flops_per_image(teacher),
+                               teacher_meta["seconds"]),
+                    "cached": teacher_meta["cached"], "history": teacher_meta["history"],
+                    "per_class": per_class_accuracy(test_teacher, dataset.test_y, len(dataset.classes)),
+                    "confusion": confusion_matrix(test_teacher, dataset.test_y, len(dataset.classes)).tolist()},
+    }
+    for role, seeds in runs.items():
+        models[role] = {**_summary([r["accuracy"] for r in seeds], count_params(student), flops_per_image(student),
+                                   sum(r["seconds"] for r in seeds)),
+                        "runs": seeds}
+    result = {"dataset": cfg.dataset, "config": cfg.as_dict(), "key": key,
+              "student_train_images": len(student_idx), "teacher_train_images": teacher_meta.get("train_images"),
+              "classes": list(dataset.classes), "models": models,
+              "total_seconds": time.perf_counter() - started}
+    store.save_json(store.cache_path("results", f"{key}.json"), result)
+    return {**result, "cached": False}
+
+
+def _limit(limit: int | None, dataset: Dataset) -> int:
+    """Number of training images a limit selects."""
+    return len(dataset.train_y) if limit is None else min(limit, len(dataset.train_y))
+

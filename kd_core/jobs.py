@@ -1,0 +1,106 @@
+"""A process-wide background job runner: equal configs share one job, Stop cancels cooperatively."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from kd_core.train import TrainingCancelled, configure_threads
+
+# A job's work: fn(report, should_stop) -> result, where report(event) records progress.
+Work = Callable[[Callable[[Any], None], Callable[[], bool]], Any]
+KEEP_FINISHED = 50  # finished jobs remembered in memory (results also live in the disk cache)
+
+
+@dataclass
+class Job:
+    """One unit of background work and everything a page needs to show it."""
+
+    key: str
+    label: str
+    status: str = "queued"            # queued, running, done, failed, cancelled
+    events: list[Any] = field(default_factory=list)
+    result: Any = None
+    error: str | None = None
+    submitted_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def latest(self) -> Any:
+        """The most recent progress event, or None."""
+        return self.events[-1] if self.events else None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended, one way or another."""
+        return self.status in ("done", "failed", "cancelled")
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next step."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job ends; False on timeout."""
+        return self._done.wait(timeout)
+
+
+class JobRunner:
+    """Runs jobs on a small worker pool sized so torch threads x workers never exceed the cores."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.threads_per_job = configure_threads(workers)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kd-job")
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, key: str, work: Work, label: str = "") -> Job:
+        """Start `work` under `key`, or return the queued, running or finished job already under that key."""
+        with self._lock:
+            existing = self._jobs.get(key)
+            if existing is not None and existing.status in ("queued", "running", "done"):
+                return existing
+            job = Job(key, label or key)
+            self._jobs[key] = job
+            self._forget_old()
+        self._pool.submit(self._run, job, work)
+        return job
+
+    def get(self, key: str) -> Job | None:
+        """The job under `key`, if this process has one."""
+        with self._lock:
+            return self._jobs.get(key)
+
+    def active(self) -> list[Job]:
+        """Jobs queued or running now."""
+        with self._lock:
+            return [j for j in self._jobs.values() if not j.finished]
+
+    def _run(self, job: Job, work: Work) -> None:
+        """Execute one job on a worker thread and record how it ended."""
+        if job._cancel.is_set():
+            job.status = "cancelled"
+        else:
+            job.status = "running"
+            try:
+                job.result = work(job.events.append, job._cancel.is_set)
+                job.status = "done"
+            except TrainingCancelled:
+                job.status = "cancelled"
+            except Exception as exc:  # reported to the page as a message, never raised into it
+                job.error = f"{type(exc).__name__}: {exc}"
+                job.status = "failed"
+                traceback.print_exc()
+        job.finished_at = time.time()
+        job._done.set()
+
+    def _forget_old(self) -> None:
+        """Drop the oldest finished jobs beyond KEEP_FINISHED (caller holds the lock)."""
+        finished = sorted((j for j in self._jobs.values() if j.finished), key=lambda j: j.submitted_at)
+        for job in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job.key]

@@ -1,0 +1,102 @@
+"""Architectures by name (the Keras example's two networks, the classroom pair), their size and FLOPs."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class SamePad(nn.Module):
+    """TensorFlow's "same" padding for a 3x3 stride-2 conv or a 2x2 stride-1 pool: one row/column at bottom/right."""
+
+    def __init__(self, value: float = 0.0) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad the last two dimensions by (0, 1) each."""
+        return F.pad(x, (0, 1, 0, 1), value=self.value)
+
+
+def _keras_net(first: int, second: int) -> nn.Sequential:
+    """The keras.io KD example's CNN with `first` and `second` conv filters (teacher 256/512, student 16/32)."""
+    return nn.Sequential(
+        SamePad(), nn.Conv2d(1, first, 3, stride=2),              # 28x28 -> 14x14
+        nn.LeakyReLU(0.2),
+        SamePad(float("-inf")), nn.MaxPool2d(2, stride=1),         # 14x14 -> 14x14
+        SamePad(), nn.Conv2d(first, second, 3, stride=2),         # 14x14 -> 7x7
+        nn.Flatten(),
+        nn.Linear(second * 7 * 7, 10),
+    )
+
+
+def classroom_teacher() -> nn.Sequential:
+    """A fast, accurate teacher for the classroom demo: two 3x3 conv blocks with pooling and a 128-unit head."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),    # 14x14x32
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 7x7x64
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+
+
+def tiny_mlp() -> nn.Sequential:
+    """A very small student: one hidden layer of 32 units on the flattened image."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {
+    "keras-teacher": lambda: _keras_net(256, 512),
+    "keras-student": lambda: _keras_net(16, 32),
+    "classroom-teacher": classroom_teacher,
+    "tiny-mlp": tiny_mlp,
+}
+
+
+def create_model(name: str) -> nn.Module:
+    """A freshly initialised model by registry name (seed torch first for reproducible weights)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return MODELS[name]()
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def flops_per_image(model: nn.Module) -> int:
+    """Forward FLOPs for one 28x28 image, counting 2 per multiply-add in conv and linear layers (plus biases)."""
+    total = 0
+
+    def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += output.numel() * (2 * per_output + (module.bias is not None))
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * (2 * module.in_features + (module.bias is not None))
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 1, 28, 28))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def size_bytes(model: nn.Module) -> int:
+    """Bytes of the model's float parameters and buffers (the size of its weights on disk, less headers)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def uses_conv(model: nn.Module) -> bool:
+    """Whether the model has conv layers (and so may gain from channels_last)."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())

@@ -1,0 +1,129 @@
+"""One training loop for teacher and students: callbacks for progress, cooperative cancel, fixed seeds."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from kd_core.data import to_float
+from kd_core.evaluate import accuracy, predict_logits
+from kd_core.losses import kd_loss
+from kd_core.models import uses_conv
+
+CURVE_POINTS = 40  # about this many points per training curve
+
+
+class TrainingCancelled(Exception):
+    """Raised inside the loop when `should_stop()` returns True."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot sent to the progress callback during training."""
+
+    step: int            # optimisation steps done
+    steps: int           # total steps of this training
+    epoch: int           # epochs completed (fractional within an epoch)
+    epochs: int
+    loss: float          # mean total loss since the last snapshot
+    hard: float          # mean hard (CE) part since the last snapshot
+    soft: float          # mean soft (T²·KL) part since the last snapshot
+    train_acc: float     # training-batch accuracy since the last snapshot
+    test_acc: float | None  # test accuracy, at epoch ends when an eval set is given
+    elapsed: float       # seconds since training began
+
+
+@dataclass
+class History:
+    """Training curves: one row per snapshot."""
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    hard: list[float] = field(default_factory=list)
+    soft: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float | None] = field(default_factory=list)
+
+    def add(self, p: Progress) -> None:
+        """Append one snapshot."""
+        for name in ("step", "loss", "hard", "soft", "train_acc", "test_acc"):
+            getattr(self, name).append(getattr(p, name))
+
+    def as_dict(self) -> dict[str, list]:
+        """Plain lists, JSON-serialisable."""
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def configure_threads(workers: int = 1) -> int:
+    """Give torch an equal share of this process's cores per concurrent worker; returns the thread count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // max(1, workers))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int, batch_size: int,
+          lr: float, seed: int, adam_eps: float = 1e-7, teacher_logits: torch.Tensor | None = None,
+          temperature: float = 1.0, alpha: float = 0.0, t_squared: bool = True,
+          eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+          on_progress: Callable[[Progress], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> History:
+    """Train `model` in place with Adam on uint8 `images`; KD loss when `teacher_logits` (aligned with images) is given.
+
+    The data order depends only on `seed`, so two students trained with the same seed see the same
+    batches. `should_stop` is polled every step; when it returns True, TrainingCancelled is raised.
+    """
+    x = to_float(images)
+    memory_format = torch.channels_last if uses_conv(model) else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=adam_eps)
+    generator = torch.Generator().manual_seed(seed)
+    steps_per_epoch = -(-len(x) // batch_size)
+    total_steps = epochs * steps_per_epoch
+    report_every = max(1, total_steps // CURVE_POINTS)
+    history = History()
+    sums = torch.zeros(4)  # loss, hard, soft, correct since the last snapshot
+    seen = batches = step = 0
+    start = time.perf_counter()
+
+    def snapshot(epoch: float, test_acc: float | None) -> None:
+        nonlocal sums, seen, batches
+        loss, hard, soft, correct = sums.tolist()
+        p = Progress(step, total_steps, epoch, epochs, loss / max(batches, 1), hard / max(batches, 1),
+                     soft / max(batches, 1), correct / max(seen, 1), test_acc, time.perf_counter() - start)
+        history.add(p)
+        if on_progress is not None:
+            on_progress(p)
+        sums, seen, batches = torch.zeros(4), 0, 0
+
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        for first in range(0, len(x), batch_size):
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled()
+            idx = order[first:first + batch_size]
+            batch = x[idx].contiguous(memory_format=memory_format)
+            logits = model(batch)
+            parts = kd_loss(logits, None if teacher_logits is None else teacher_logits[idx], labels[idx],
+                            temperature, alpha, t_squared)
+            optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            optimizer.step()
+            step += 1
+            with torch.no_grad():
+                sums += torch.stack([parts.total.detach(), parts.hard.detach(), parts.soft.detach(),
+                                     (logits.argmax(1) == labels[idx]).sum()])
+            seen += len(idx)
+            batches += 1
+            if step % report_every == 0 and step % steps_per_epoch != 0:
+                snapshot(epoch + (first + len(idx)) / len(x), None)
+        test_acc = accuracy(predict_logits(model, eval_set[0]), eval_set[1]) if eval_set is not None else None
+        snapshot(float(epoch + 1), test_acc)
+    model.eval()
+    return history
