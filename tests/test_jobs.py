@@ -1,0 +1,50 @@
+"""The job runner: equal keys share one job, Stop cancels, failures become messages."""
+
+import threading
+
+from kd_core.jobs import JobRunner
+from kd_core.train import TrainingCancelled
+
+
+def test_equal_keys_share_one_job():
+    runner = JobRunner(workers=1)
+    calls = []
+    release = threading.Event()
+
+    def work(report, should_stop):
+        calls.append(1)
+        report("started")
+        release.wait(5)
+        return 42
+
+    first = runner.submit("cfg-a", work)
+    second = runner.submit("cfg-a", work)
+    assert first is second
+    release.set()
+    assert first.wait(5) and first.status == "done" and first.result == 42
+    assert runner.submit("cfg-a", work).result == 42
+    assert calls == [1] and first.events == ["started"]
+
+
+def test_stop_cancels_cooperatively_and_can_rerun():
+    runner = JobRunner(workers=1)
+    started = threading.Event()
+
+    def work(report, should_stop):
+        started.set()
+        while not should_stop():
+            pass
+        raise TrainingCancelled()
+
+    job = runner.submit("long", work)
+    assert started.wait(5)
+    job.cancel()
+    assert job.wait(5) and job.status == "cancelled"
+    rerun = runner.submit("long", lambda report, should_stop: "again")
+    assert rerun is not job and rerun.wait(5) and rerun.result == "again"
+
+
+def test_failure_is_a_message():
+    runner = JobRunner(workers=1)
+    job = runner.submit("bad", lambda report, should_stop: 1 / 0)
+    assert job.wait(5) and job.status == "failed" and "ZeroDivisionError" in job.error
