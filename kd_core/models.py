@@ -22,8 +22,11 @@ class SamePad(nn.Module):
 
 
 def _keras_net(first: int, second: int) -> nn.Sequential:
-    """The keras.io KD example's CNN with `first` and `second` conv filters (teacher 256/512, student 16/32)."""
-    return nn.Sequential(
+    """The keras.io KD example's CNN with `first` and `second` conv filters (teacher 256/512, student 16/32).
+
+    Initialised as Keras does (Glorot-uniform weights, zero biases), so training matches the example's.
+    """
+    net = nn.Sequential(
         SamePad(), nn.Conv2d(1, first, 3, stride=2),              # 28x28 -> 14x14
         nn.LeakyReLU(0.2),
         SamePad(float("-inf")), nn.MaxPool2d(2, stride=1),         # 14x14 -> 14x14
@@ -31,6 +34,11 @@ def _keras_net(first: int, second: int) -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(second * 7 * 7, 10),
     )
+    for layer in net:
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return net
 
 
 def classroom_teacher() -> nn.Sequential:
