@@ -7,11 +7,14 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from kd_core import paths, store
+
+if TYPE_CHECKING:  # torch is imported where used, so the app's first screen appears before it loads
+    import torch
 
 DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -232,6 +235,8 @@ def _load_sample(info: DatasetInfo) -> Dataset:
 def _make_dataset(info: DatasetInfo, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                   test_y: np.ndarray, source: str) -> Dataset:
     """Wrap numpy arrays as read-only-by-convention tensors with a content fingerprint."""
+    import torch
+
     digest = hashlib.sha256()
     for array in (train_x, train_y, test_x, test_y):
         digest.update(np.ascontiguousarray(array).tobytes())
@@ -252,4 +257,6 @@ def load_dataset(name: str, data_dir: Path | None = None, download: bool = True)
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, 28, 28) as float32 (N, 1, 28, 28) scaled to [0, 1], the models' input."""
+    import torch
+
     return images.unsqueeze(1).to(torch.float32).div_(255.0)

@@ -16,7 +16,7 @@ from kd_core.config import RunConfig
 from kd_core.data import Dataset, load_dataset
 from kd_core.evaluate import accuracy, agreement, confusion_matrix, per_class_accuracy, predict_logits
 from kd_core.models import count_params, create_model, flops_per_image
-from kd_core.train import Progress, train
+from kd_core.train import History, Progress, train
 
 ROLES = ("teacher", "distilled", "scratch")
 
@@ -76,11 +76,10 @@ def get_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progres
     torch.manual_seed(cfg.teacher_seed)
     model = create_model(cfg.teacher)
     idx = balanced_subset(dataset.train_y, cfg.teacher_train_limit)
-    start = time.perf_counter()
     history = train(model, dataset.train_x[idx], dataset.train_y[idx], epochs=cfg.teacher_epochs,
                     batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=cfg.adam_eps, seed=cfg.teacher_seed,
                     eval_set=(dataset.test_x, dataset.test_y), on_progress=on_progress, should_stop=should_stop)
-    seconds = time.perf_counter() - start
+    seconds = history.elapsed[-1]
     test_logits = predict_logits(model, dataset.test_x)
     meta = {"accuracy": accuracy(test_logits, dataset.test_y), "seconds": seconds, "history": history.as_dict(),
             "config": cfg.teacher_dict(), "train_images": len(idx)}
@@ -115,6 +114,33 @@ def _summary(accuracies: list[float], params: int, flops: int, seconds: float) -
 def first_layer_norm(model: nn.Module) -> float:
     """L2 norm of the first parameter tensor: equal for two models that start from the same weights."""
     return float(next(model.parameters()).detach().norm())
+
+
+def initial_student_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
+    """The student's initial weights for `seed`: both students of a seed start from these."""
+    torch.manual_seed(seed)
+    return create_model(cfg.student).state_dict()
+
+
+def train_student(cfg: RunConfig, initial: dict[str, torch.Tensor], images: torch.Tensor, labels: torch.Tensor, *,
+                  seed: int, teacher_logits: torch.Tensor | None = None,
+                  eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  on_progress: Callable[[Progress], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None,
+                  **train_options: Any) -> tuple[nn.Module, History, float, float]:
+    """One student of `cfg` from `initial` weights: distilled when `teacher_logits` is given, else from scratch.
+
+    Returns (model, history, first-layer norm at the start, training seconds without evaluation). The data order depends only on
+    `seed`, and T, alpha and the T² switch come from `cfg`; `train_options` go to `train` as they are.
+    """
+    model = create_model(cfg.student)
+    model.load_state_dict(initial)
+    start_norm = first_layer_norm(model)
+    history = train(model, images, labels, epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                    adam_eps=cfg.adam_eps, seed=seed, teacher_logits=teacher_logits,
+                    temperature=cfg.temperature, alpha=cfg.alpha, t_squared=cfg.t_squared,
+                    eval_set=eval_set, on_progress=on_progress, should_stop=should_stop, **train_options)
+    return model, history, start_norm, history.elapsed[-1]
 
 
 def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = None,
@@ -153,20 +179,12 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
 
     runs: dict[str, list[dict[str, Any]]] = {"distilled": [], "scratch": []}
     for seed in range(cfg.seeds):
-        torch.manual_seed(seed)
-        initial = create_model(cfg.student).state_dict()
+        initial = initial_student_weights(cfg, seed)
         for role in ("distilled", "scratch"):
-            model = create_model(cfg.student)
-            model.load_state_dict(initial)
-            start_norm = first_layer_norm(model)
-            start = time.perf_counter()
-            history = train(model, x_student, y_student, epochs=cfg.student_epochs, batch_size=cfg.batch_size,
-                            lr=cfg.lr, adam_eps=cfg.adam_eps, seed=seed,
-                            teacher_logits=soft_targets if role == "distilled" else None,
-                            temperature=cfg.temperature, alpha=cfg.alpha, t_squared=cfg.t_squared,
-                            eval_set=(dataset.test_x, dataset.test_y), on_progress=reporter(role, seed),
-                            should_stop=should_stop)
-            seconds = time.perf_counter() - start
+            model, history, start_norm, seconds = train_student(
+                cfg, initial, x_student, y_student, seed=seed,
+                teacher_logits=soft_targets if role == "distilled" else None,
+                eval_set=(dataset.test_x, dataset.test_y), on_progress=reporter(role, seed), should_stop=should_stop)
             done_before += student_steps
             logits = predict_logits(model, dataset.test_x)
             runs[role].append({

@@ -9,12 +9,14 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from kd_core import paths
+
+if TYPE_CHECKING:  # torch is imported where used (checkpoints), so cache look-ups stay light
+    import torch
 
 log = logging.getLogger("kd_core.store")
 CODE_VERSION = 1  # bump when training code changes what a cached result would contain
@@ -101,6 +103,8 @@ def load_npz(path: Path) -> dict[str, np.ndarray] | None:
 def save_checkpoint(path: Path, model_name: str, state_dict: dict[str, torch.Tensor],
                     meta: dict[str, Any]) -> bool:
     """Atomically save weights with the model name and JSON metadata, so the file rebuilds its model."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save({"model": model_name, "state_dict": state_dict, "meta_json": json.dumps(meta)}, buffer)
     return atomic_write(path, buffer.getvalue())
@@ -110,6 +114,8 @@ def load_checkpoint(path: Path) -> tuple[str, dict[str, torch.Tensor], dict[str,
     """(model name, weights, metadata) loaded with weights_only=True, or None when missing or corrupt."""
     if not path.is_file():
         return None
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         return str(payload["model"]), payload["state_dict"], json.loads(payload["meta_json"])

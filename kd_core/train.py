@@ -35,7 +35,7 @@ class Progress:
     soft: float          # mean soft (T²·KL) part since the last snapshot
     train_acc: float     # training-batch accuracy since the last snapshot
     test_acc: float | None  # test accuracy, at epoch ends when an eval set is given
-    elapsed: float       # seconds since training began
+    elapsed: float       # seconds spent training so far (evaluation excluded)
 
 
 @dataclass
@@ -48,10 +48,11 @@ class History:
     soft: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     test_acc: list[float | None] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)
 
     def add(self, p: Progress) -> None:
         """Append one snapshot."""
-        for name in ("step", "loss", "hard", "soft", "train_acc", "test_acc"):
+        for name in ("step", "loss", "hard", "soft", "train_acc", "test_acc", "elapsed"):
             getattr(self, name).append(getattr(p, name))
 
     def as_dict(self) -> dict[str, list]:
@@ -90,12 +91,14 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
     sums = torch.zeros(4)  # loss, hard, soft, correct since the last snapshot
     seen = batches = step = 0
     start = time.perf_counter()
+    eval_seconds = 0.0
 
     def snapshot(epoch: float, test_acc: float | None) -> None:
         nonlocal sums, seen, batches
         loss, hard, soft, correct = sums.tolist()
         p = Progress(step, total_steps, epoch, epochs, loss / max(batches, 1), hard / max(batches, 1),
-                     soft / max(batches, 1), correct / max(seen, 1), test_acc, time.perf_counter() - start)
+                     soft / max(batches, 1), correct / max(seen, 1), test_acc,
+                     time.perf_counter() - start - eval_seconds)
         history.add(p)
         if on_progress is not None:
             on_progress(p)
@@ -123,7 +126,9 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
             batches += 1
             if step % report_every == 0 and step % steps_per_epoch != 0:
                 snapshot(epoch + (first + len(idx)) / len(x), None)
+        eval_start = time.perf_counter()
         test_acc = accuracy(predict_logits(model, eval_set[0]), eval_set[1]) if eval_set is not None else None
+        eval_seconds += time.perf_counter() - eval_start
         snapshot(float(epoch + 1), test_acc)
     model.eval()
     return history
