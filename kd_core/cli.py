@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from kd_core import paths
+from kd_core import lab_cli, paths
 from kd_core.config import PRESETS, preset
 from kd_core.data import DATASETS, DatasetError, availability
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, help=f"folder with IDX files (default ${paths.DATA_ENV})")
     run.add_argument("--no-cache", action="store_true", help="recompute the result (a cached teacher is still used)")
     run.add_argument("--json", type=Path, help="write the result as JSON to this path")
+    lab_cli.add_parser(sub)  # `experiment NAME ...`: the dark-knowledge lab
     return parser
 
 
@@ -165,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "datasets":
             return _print_datasets(args.data_dir)
+        if args.command == "experiment":
+            return lab_cli.run(args)
         return _run(args)
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
