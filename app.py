@@ -1,0 +1,51 @@
+"""KD Lab: the router. Shared sidebar (dataset, preset), session defaults, then the chosen page.
+
+The pages live in app_pages/, not pages/: a pages/ folder puts Streamlit in its old file-based mode until the
+process first calls st.navigation, so a fresh server's first visitor opening e.g. /distill would bypass this
+router.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+import ui
+from kd_core.config import PRESETS
+from kd_core.data import DATASETS
+
+st.set_page_config(page_title="KD Lab", page_icon=":material/science:", layout="wide")
+ui.init_state()
+
+PAGES = [
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/data.py", title="Data", icon=":material/image:"),
+    st.Page("app_pages/teacher.py", title="Teacher", icon=":material/school:"),
+    st.Page("app_pages/temperature.py", title="Temperature", icon=":material/thermostat:"),
+    st.Page("app_pages/distill.py", title="Distill", icon=":material/science:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+]
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    st.selectbox("Dataset", list(DATASETS), key="dataset", format_func=ui.dataset_label,
+                 
+                 help="Where the images come from. The MNIST sample is bundled and always works offline.")
+    available, where = ui.dataset_status(st.session_state["dataset"])
+    st.caption(DATASETS[st.session_state["dataset"]].title)
+    if not available:
+        st.warning(f"Not available here yet. How to get it: {where}")
+    st.radio("Preset", list(PRESETS), key="preset", format_func=ui.PRESET_LABELS.get,
+                 on_change=ui.reset_settings,
+                 help="Starting values for every setting; the Distill page's sliders change them further.")
+    cfg = ui.current_config()
+    st.caption(f"T = {cfg.temperature:g}, alpha = {cfg.alpha:g} (alpha = weight of the teacher's soft targets), "
+               f"{cfg.student_epochs} student epochs, {cfg.seeds} seed(s)"
+               + (". Tiny mode: every run is shrunk to seconds." if ui.tiny() else "."))
+
+try:
+    page.run()
+except Exception as exc:  # last resort: a message, never a traceback (Streamlit's stop/rerun are BaseExceptions)
+    logging.getLogger("kd_lab").exception("page %s failed", page.title)
+    st.error(f"Something went wrong on this page: {type(exc).__name__}: {exc}. The details are in the server log.")

@@ -1,0 +1,50 @@
+"""Home: what knowledge distillation is, the loss with the current T and alpha, and the one-button demo."""
+
+import streamlit as st
+
+import ui
+from kd_core import charts
+
+cfg = ui.current_config()
+st.title("Knowledge distillation: a small student learns from a big teacher")
+st.markdown(
+    "A big **teacher** network is trained first. A small **student** is then trained to match not only the "
+    "true labels but the teacher's *whole* output: its probabilities for every class, softened by a "
+    "**temperature T**. Those soft targets say how much a 7 looks like a 1, or a shirt like a T-shirt "
+    "(\"dark knowledge\") — information a one-hot label does not carry. To see whether that helps, a second "
+    "student with the same architecture, the same starting weights and the same data order is trained "
+    "**from scratch** on the labels alone.")
+st.graphviz_chart(charts.kd_flow_dot(cfg.temperature, cfg.alpha, cfg.t_squared))
+st.caption("Notice: only the student learns; the teacher's softened outputs and the true labels pull on it "
+           "through two losses, mixed by alpha.")
+st.latex(charts.loss_formula_latex(cfg.temperature, cfg.alpha, cfg.t_squared))
+st.caption(f"alpha = {cfg.alpha:g} weights the soft (teacher) term, 1 − alpha = {1 - cfg.alpha:.2g} the labels. "
+           "The T² factor keeps the soft term's gradient the same size as T changes (Hinton et al., 2015). "
+           "Change T and alpha on the Distill page, or explore T on the Temperature page.")
+
+st.subheader("Run the whole demo")
+st.markdown(f"One click trains the teacher (or reuses it), then the distilled and the scratch student, and "
+            f"compares them on the test images. Settings: {ui.config_summary(cfg)}.")
+dataset = ui.require_dataset()
+
+
+def draw(job):
+    histories = charts.events_to_histories(job.events)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.training_curves(histories, "test_acc"), key="home-live-acc")
+    right.plotly_chart(charts.training_curves(histories, "loss"), key="home-live-loss")
+    st.caption("Notice: the teacher trains first; then both students train on the same few images — "
+               "watch whether the distilled one's test accuracy climbs higher.")
+
+
+demo = "Run the classroom demo" if st.session_state["preset"] == "classroom" else "Run the Keras example"
+result = ui.experiment_section(cfg, dataset, draw, demo, "home-run")
+if result is not None:
+    st.success(f"Done: {ui.config_summary(result['config'])}."
+               + (" (From the cache: this exact run had finished before.)" if result.get("cached") else ""))
+    st.plotly_chart(charts.accuracy_comparison(result), key="home-comparison")
+    st.caption("Notice: how close the small distilled student gets to the big teacher, compared with the "
+               "same small network trained on labels alone.")
+    ui.show_verdict(result)
+    st.page_link("app_pages/compare.py", label="See the full comparison (per class, agreement, speed and size)",
+                 icon=":material/bar_chart:")

@@ -1,0 +1,148 @@
+"""One real-browser walk: Debian's Chromium through Playwright against `streamlit run` on a free local port.
+
+Home -> run the classroom demo (tiny config) -> comparison chart -> Temperature (move T, chart changes)
+-> every page without an exception. Screenshots and the time to first paint go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("KD_LAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
+PAGES = ["Data", "Teacher", "Temperature", "Distill", "Compare", "Home"]
+EXCEPTION = '[data-testid="stException"]'
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """`streamlit run app.py` on 127.0.0.1 with a private cache and the tiny config; killed at the end."""
+    port = free_port()
+    env = {**os.environ, "KD_LAB_CACHE_DIR": str(tmp_path / "cache"), "KD_LAB_TINY": "1"}
+    log = open(tmp_path / "server.log", "w")
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited early:\n{(tmp_path / 'server.log').read_text()}")
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("streamlit did not become healthy within 60 s")
+        yield url, started
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        log.close()
+        (ARTIFACTS / "server.log").parent.mkdir(exist_ok=True)
+        (ARTIFACTS / "server.log").write_text((tmp_path / "server.log").read_text())
+
+
+def settle(page, timeout: float = 60_000) -> None:
+    """Wait until Streamlit has finished running the script (no running indicator), then a moment for charts."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+    page.wait_for_timeout(400)
+
+
+def go_to(page, title: str) -> None:
+    """Click the sidebar link of page `title` and wait for it."""
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
+    page.wait_for_timeout(300)
+    settle(page)
+
+
+def softmax_chart_signature(page) -> str:
+    """The Temperature page's softmax chart: its title and the bar shapes (changes when T changes)."""
+    chart = page.locator(".js-plotly-plot", has_text="Teacher's probabilities").first
+    chart.wait_for(timeout=30_000)
+    return chart.locator(".gtitle").first.text_content() + "|" + "".join(
+        chart.locator(".bars path").evaluate_all("els => els.map(e => e.getAttribute('d'))"))
+
+
+def test_browser_walk(server):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}: install it (`make browser` or apt-get install chromium)")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    url, started = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    timings: dict[str, float] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 2200})
+            t0 = time.perf_counter()
+            page.goto(url)
+            page.get_by_text("Knowledge distillation: a small student").wait_for(timeout=60_000)
+            timings["server_start_to_first_paint_s"] = time.perf_counter() - started
+            timings["navigation_to_first_paint_s"] = time.perf_counter() - t0
+            run = page.get_by_role("button", name="Run the classroom demo")
+            run.wait_for(timeout=60_000)
+            timings["navigation_to_run_button_s"] = time.perf_counter() - t0
+            page.screenshot(path=ARTIFACTS / "01-home.png")
+
+            run.click()
+            try:  # the live view: progress bar, step counts, ETA, Stop and curves (tiny runs may finish first)
+                page.locator('[data-testid="stProgress"]', has_text="step").first.wait_for(timeout=20_000)
+                page.wait_for_timeout(2_000)
+                page.screenshot(path=ARTIFACTS / "02-home-training.png")
+            except PlaywrightTimeout:
+                pass
+            page.locator(".js-plotly-plot", has_text="Test accuracy of the three models").wait_for(timeout=180_000)
+            settle(page)
+            timings["demo_click_to_comparison_s"] = time.perf_counter() - t0 - timings["navigation_to_run_button_s"]
+            assert page.locator(EXCEPTION).count() == 0
+            page.screenshot(path=ARTIFACTS / "03-home-after-demo.png")
+
+            go_to(page, "Temperature")
+            before = softmax_chart_signature(page)
+            thumb = page.get_by_role("slider", name="Temperature T")
+            thumb.focus()
+            for _ in range(4):
+                thumb.press("ArrowRight")
+            page.wait_for_timeout(300)
+            settle(page)
+            after = softmax_chart_signature(page)
+            assert after != before, "moving T did not change the softmax chart"
+            assert "T = 10" in after  # 8 + 4 steps of 0.5
+            page.screenshot(path=ARTIFACTS / "04-temperature-T10.png")
+
+            for number, title in enumerate(PAGES, start=5):
+                go_to(page, title)
+                page.locator("h1").first.wait_for(timeout=30_000)
+                page.screenshot(path=ARTIFACTS / f"{number:02d}-{title.lower()}.png")
+                assert page.locator(EXCEPTION).count() == 0, f"exception on page {title}"
+                errors = page.locator('[data-testid="stAlertContentError"]')
+                assert errors.count() == 0, f"error on page {title}: {errors.first.inner_text()}"
+        finally:
+            browser.close()
+    (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=1))
+    print(json.dumps(timings, indent=1))

@@ -1,0 +1,154 @@
+"""Chart builders as plain functions: figure type, traces, titles and axis titles; soft targets at T."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+import ui
+from kd_core import charts
+from kd_core.experiment import Event
+from kd_core.losses import soften
+from kd_core.train import Progress
+
+LOGITS = np.array([9.0, 1.0, 4.0, 0.5, -2.0, 3.0, 0.0, 6.0, 2.0, -1.0], dtype=np.float32)
+CLASSES = [str(d) for d in range(10)]
+
+
+def fake_result(distilled=(0.80, 0.82, 0.81), scratch=(0.70, 0.71, 0.72)) -> dict:
+    """A result dict shaped like run_experiment's, without training."""
+    def model(accs):
+        runs = [{"seed": i, "accuracy": a, "per_class": [a] * 10, "agreement_with_teacher": a + 0.05,
+                 "initial_first_layer_norm": 1.5, "history": {"step": [1, 2], "loss": [2.0, 1.0], "hard": [2.0, 1.0],
+                                                              "soft": [3.0, 1.5], "train_acc": [0.1, 0.5],
+                                                              "test_acc": [None, a]}} for i, a in enumerate(accs)]
+        return {"accuracies": list(accs), "accuracy_mean": float(np.mean(accs)),
+                "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                "params": 20_490, "flops": 1_000_000, "seconds": 1.0, "runs": runs}
+    teacher = {"accuracies": [0.95], "accuracy_mean": 0.95, "accuracy_std": 0.0, "params": 421_642,
+               "flops": 8_000_000, "seconds": 2.0}
+    return {"classes": CLASSES, "models": {"teacher": teacher, "distilled": model(distilled),
+                                           "scratch": model(scratch)}}
+
+
+def titles(fig: go.Figure) -> tuple[str, str, str]:
+    """(figure title, x-axis title, y-axis title)."""
+    return fig.layout.title.text, fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
+
+
+def assert_labelled(fig: go.Figure) -> None:
+    assert isinstance(fig, go.Figure)
+    assert all(titles(fig)), f"missing title or axis title: {titles(fig)}"
+
+
+def test_softened_matches_soften_sums_to_one_and_flattens_as_t_grows():
+    previous_max, previous_entropy = 2.0, -1.0
+    for t in (0.5, 1, 2, 5, 10, 50):
+        p = charts.softened(LOGITS, t)
+        assert p.sum() == pytest.approx(1.0, abs=1e-6)
+        np.testing.assert_allclose(p, soften(torch.tensor(LOGITS), t).numpy())
+        entropy = -float(np.sum(p * np.log(p)))
+        assert p.max() < previous_max and entropy > previous_entropy
+        previous_max, previous_entropy = p.max(), entropy
+    assert int(np.argmax(charts.softened(LOGITS, 10))) == int(np.argmax(LOGITS))  # ranking is kept
+
+
+def test_effective_classes_goes_from_one_to_all_classes():
+    assert charts.effective_classes(LOGITS * 100, 1.0) == pytest.approx(1.0, abs=1e-3)
+    assert charts.effective_classes(LOGITS, 1e4) == pytest.approx(10.0, abs=1e-2)
+
+
+def test_softmax_at_t_two_bar_traces_summing_to_one():
+    fig = charts.softmax_at_t(LOGITS, 4.0, CLASSES)
+    assert_labelled(fig)
+    assert [type(t) for t in fig.data] == [go.Bar, go.Bar]
+    assert "T = 4" in fig.layout.title.text and "T = 4" in fig.data[1].name
+    for trace in fig.data:
+        assert sum(trace.y) == pytest.approx(1.0, abs=1e-6)
+    assert max(fig.data[1].y) < max(fig.data[0].y)  # T = 4 is flatter than T = 1
+
+
+def test_effective_classes_vs_t_marks_the_current_t():
+    fig = charts.effective_classes_vs_t(LOGITS, 3.0)
+    assert_labelled(fig)
+    assert "log" in fig.layout.xaxis.title.text and fig.layout.xaxis.type == "log"
+    assert list(fig.data[1].x) == [3.0]
+    assert all(np.diff(fig.data[0].y) > 0)  # more classes as T grows
+
+
+def test_class_similarity_rows_are_average_soft_targets_and_diagonal_hides():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(50, 10)).astype(np.float32), np.arange(50) % 10
+    average = charts.average_soft_targets(logits, labels, 2.0, 10)
+    np.testing.assert_allclose(average.sum(axis=1), 1.0, atol=1e-5)
+    fig = charts.class_similarity(average, CLASSES, 2.0, hide_diagonal=True)
+    assert_labelled(fig)
+    assert isinstance(fig.data[0], go.Heatmap) and np.isnan(np.array(fig.data[0].z, dtype=float)[3, 3])
+    shown = charts.class_similarity(average, CLASSES, 2.0, hide_diagonal=False)
+    assert not np.isnan(np.array(shown.data[0].z, dtype=float)).any()
+
+
+def test_accuracy_comparison_three_bars_with_std_error_bars():
+    result = fake_result()
+    fig = charts.accuracy_comparison(result)
+    assert_labelled(fig)
+    bar = fig.data[0]
+    assert isinstance(bar, go.Bar) and list(bar.x) == ["teacher", "distilled student", "scratch student"]
+    assert bar.y[1] == pytest.approx(81.0)
+    assert bar.error_y.array[1] == pytest.approx(100 * result["models"]["distilled"]["accuracy_std"])
+    assert "3 seeds" in fig.layout.title.text
+
+
+def test_per_class_agreement_confusion_counts_and_curves_are_labelled():
+    result = fake_result()
+    per_class = charts.per_class_accuracy(result)
+    assert [t.name for t in per_class.data] == ["distilled student", "scratch student"]
+    agreement = charts.agreement_with_teacher(result)
+    assert agreement.data[0].y[0] == pytest.approx(86.0)
+    matrix = [[5 if i == j else 1 for j in range(10)] for i in range(10)]
+    history = result["models"]["distilled"]["runs"][0]["history"]
+    figures = [per_class, agreement, charts.confusion(matrix, CLASSES),
+               charts.class_counts([400] * 10, [100] * 10, CLASSES),
+               charts.training_curves({"distilled": history, "scratch": history}, "test_acc"),
+               charts.training_curves({"teacher": history}, "loss"),
+               charts.loss_parts(history, 8.0, 0.9)]
+    for fig in figures:
+        assert_labelled(fig)
+    curves = figures[4]
+    assert len(curves.data) == 2 and list(curves.data[0].y) == [pytest.approx(80.0)]  # None points dropped, in %
+    assert "T²·KL" in figures[6].data[1].name and "0.90" in figures[6].data[1].name
+
+
+def test_events_to_histories_groups_by_phase_and_seed():
+    def event(phase, seed, step):
+        p = Progress(step, 4, step / 2, 2, 1.0 / step, 0.5, 0.5, 0.5, 0.9 if step % 2 == 0 else None, 0.1)
+        return Event(phase, seed, p, step / 12)
+    events = [event("teacher", 0, s) for s in (1, 2)] + [event(r, sd, s) for r in ("distilled", "scratch")
+                                                       for sd in (0, 1) for s in (1, 2, 3, 4)]
+    histories = charts.events_to_histories(events)
+    assert list(histories) == ["teacher", "distilled", "scratch"]
+    assert histories["distilled"]["step"] == [1, 2, 3, 4] and histories["distilled"]["epoch"] == [0.5, 1, 1.5, 2]
+    fig = charts.training_curves(histories, "test_acc")
+    assert len(fig.data) == 3 and list(fig.data[1].x) == [1, 2]
+
+
+def test_flow_diagram_and_formula_show_t_and_alpha():
+    dot = charts.kd_flow_dot(5.0, 0.7)
+    assert dot.startswith("digraph") and "T = 5" in dot and "0.70" in dot and "0.30" in dot
+    latex = charts.loss_formula_latex(5.0, 0.7)
+    assert "0.30" in latex and "0.70" in latex and "5^2" in latex
+    assert "T^2" not in charts.loss_formula_latex(5.0, 0.7, t_squared=False)
+
+
+def test_noise_verdict():
+    kind, text = ui.noise_verdict(fake_result())
+    assert kind == "success" and "+10.0 points" in text
+    kind, text = ui.noise_verdict(fake_result(distilled=(0.70, 0.80, 0.75), scratch=(0.74, 0.72, 0.76)))
+    assert kind == "warning" and text.startswith("Within noise")
+    kind, text = ui.noise_verdict(fake_result(distilled=(0.8,), scratch=(0.7,)))
+    assert kind == "info" and "one seed" in text
+    assert math.isfinite(fake_result()["models"]["distilled"]["accuracy_std"])

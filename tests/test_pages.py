@@ -1,0 +1,204 @@
+"""Every page through streamlit.testing.v1.AppTest: loads without exception, main controls, main action (tiny config).
+
+Training runs in the app's background JobRunner; tests poll it to completion by re-running the script, as
+the page's progress fragment does in a browser. Each test gets its own empty cache folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import ui
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+DEADLINE_S = 90
+
+
+@pytest.fixture(autouse=True)
+def fresh_app(tmp_path, monkeypatch):
+    """Tiny runs, an empty cache folder, and no cached resources (runner, teacher outputs) from earlier tests."""
+    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv(ui.TINY_ENV, "1")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    for job in ui.get_runner().active():
+        job.cancel()
+        job.wait(30)
+    st.cache_resource.clear()
+
+
+def open_page(page: str | None = None, **state) -> AppTest:
+    """Run the app's router, then switch to `page` (a path under app_pages/) with `state` set in session state."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for key, value in state.items():
+        at.session_state[key] = value
+    if page:
+        at.switch_page(page)
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    """No exception and no error message on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def poll(at: AppTest, done, what: str) -> AppTest:
+    """Re-run until done(at) (the background job finished and the page shows it)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        at.run()
+        assert_clean(at)
+        if done(at):
+            return at
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def plotly_titles(at: AppTest) -> list[str]:
+    """Titles of the Plotly figures on the page (AppTest has no Plotly accessor: read the figure JSON)."""
+    return [json.loads(el.proto.spec)["layout"]["title"]["text"] for el in at.get("plotly_chart")]
+
+
+def has_text(elements, text: str) -> bool:
+    return any(text in e.value for e in elements)
+
+
+def run_tiny_experiment(**changes) -> dict:
+    """Run the experiment the app would run for the tiny classroom preset, synchronously, into the cache."""
+    from kd_core.experiment import run_experiment
+
+    return run_experiment(ui.base_preset("classroom").replace(**changes))
+
+
+def test_pages_folder_is_not_named_pages():
+    """A folder named pages/ next to app.py switches Streamlit to its old file-based mode until the first
+    st.navigation call of the process: a fresh server whose first visitor opens /distill directly would run
+    that page without the router (no sidebar settings). The pages therefore live in app_pages/."""
+    root = Path(APP).parent
+    assert not (root / "pages").exists()
+    assert sorted(p.name for p in (root / "app_pages").glob("*.py")) == [
+        "compare.py", "data.py", "distill.py", "home.py", "teacher.py", "temperature.py"]
+
+
+def test_home_explains_and_runs_the_demo_to_the_comparison():
+    at = open_page()
+    assert at.title[0].value.startswith("Knowledge distillation")
+    assert at.get("graphviz_chart"), "flow diagram missing"
+    assert "0.10" in at.latex[0].value and "8^2" in at.latex[0].value  # T and alpha filled in
+    at.button(key="home-run").click().run()
+    assert_clean(at)
+    poll(at, lambda a: has_text(a.success, "Done"), "the demo")
+    assert any(t.startswith("Test accuracy of the three models") for t in plotly_titles(at))
+    assert at.info or at.success or at.warning  # the within-noise verdict
+
+
+def test_two_sessions_share_one_job_and_a_reopened_app_shows_the_result_at_once():
+    first, second = open_page(), open_page()
+    first.button(key="home-run").click().run()
+    second.run()  # same config: joins the running job (or sees its result), never offers a second run
+    assert not [b for b in second.button if b.key == "home-run"]
+    poll(second, lambda a: has_text(a.success, "Done"), "the shared job")
+    assert len([j for j in ui.get_runner()._jobs if j.startswith("run-")]) == 1
+    st.cache_resource.clear()  # a restarted server: no jobs in memory, results on disk
+    reopened = open_page()
+    assert has_text(reopened.success, "Done") and has_text(reopened.success, "cache")
+
+
+def test_data_page_shows_samples_counts_and_how_to_get_missing_data():
+    at = open_page("app_pages/data.py")
+    assert at.dataframe and len(at.get("image")) == 20
+    assert plotly_titles(at) == ["Images per class"]
+    at.button[0].click().run()  # other sample images
+    assert_clean(at)
+    missing = open_page("app_pages/data.py", dataset="mnist")
+    assert has_text(missing.warning, "How to get it") and has_text(missing.warning, "KD_LAB_DATA_DIR")
+    assert [b.label for b in missing.button] == ["Try to download it now (needs internet)"]
+
+
+def test_teacher_page_trains_with_progress_then_shows_accuracy_and_confusion():
+    at = open_page("app_pages/teacher.py")
+    assert has_text(at.info, "No trained teacher")
+    at.button(key="teacher-train").click().run()
+    assert_clean(at)
+    poll(at, lambda a: len(a.metric) == 4, "the teacher")
+    assert at.metric[0].label == "Test accuracy"
+    assert "Teacher's confusion matrix on the test images" in plotly_titles(at)
+
+
+def test_teacher_stop_button_cancels_training(monkeypatch):
+    monkeypatch.setenv(ui.TINY_ENV, "0")  # the full classroom teacher: long enough to stop
+    at = open_page("app_pages/teacher.py")
+    at.button(key="teacher-train").click().run()
+    poll(at, lambda a: any(b.label == "Stop" for b in a.button), "the Stop button")
+    next(b for b in at.button if b.label == "Stop").click().run()
+    poll(at, lambda a: has_text(a.warning, "Stopped"), "the job to stop")
+    assert [b.key for b in at.button] == ["teacher-train"]
+
+
+def test_temperature_page_offers_teacher_then_redraws_at_t():
+    at = open_page("app_pages/temperature.py")
+    assert has_text(at.info, "needs a trained teacher")
+    at.button(key="train-teacher-offer").click().run()
+    poll(at, lambda a: len(a.slider) == 1, "the teacher")
+    assert at.slider[0].label == "Temperature T" and at.slider[0].value == 8.0
+    assert any("T = 1 vs T = 8" in t for t in plotly_titles(at))
+    at.slider[0].set_value(12.5).run()
+    assert_clean(at)
+    titles = plotly_titles(at)
+    assert any("T = 1 vs T = 12.5" in t for t in titles) and any("(T = 12.5" in t for t in titles)
+    assert at.session_state["settings"]["temperature"] == 12.5  # shared with the Distill page
+    gallery = [b for b in at.button if b.key and b.key.startswith("pick-") and b.key != "pick-random"]
+    assert len(gallery) == 10
+    gallery[3].click().run()
+    assert at.session_state["temp_image"] == int(gallery[3].key.removeprefix("pick-"))
+    at.button(key="pick-random").click().run()
+    at.checkbox[0].uncheck().run()
+    assert_clean(at)
+
+
+def test_distill_page_sliders_run_both_students_from_the_same_start():
+    at = open_page("app_pages/distill.py")
+    labels = [s.label for s in at.slider]
+    assert labels == ["Temperature T", "alpha (weight of the teacher's soft targets)", "Student epochs", "Seeds"]
+    assert at.toggle[0].value is True
+    at.slider[0].set_value(4.0)
+    at.slider[1].set_value(0.5)
+    at.slider[3].set_value(2)
+    at.run()
+    assert "0.50" in at.latex[0].value and "4^2" in at.latex[0].value
+    at.button(key="distill-run").click().run()
+    assert_clean(at)
+    poll(at, lambda a: len(a.metric) == 3, "both students")
+    assert any("identical" in m.value for m in at.markdown if "Same start" in m.value)
+    assert "(2 seeds)" in at.metric[1].label and "±" in at.metric[1].value
+    titles = plotly_titles(at)
+    assert "Test accuracy after each epoch (seed 0)" in titles and any("loss parts" in t for t in titles)
+
+
+def test_compare_page_without_and_with_a_result():
+    empty = open_page("app_pages/compare.py")
+    assert has_text(empty.info, "Nothing to compare yet") and empty.button
+    run_tiny_experiment()
+    at = open_page("app_pages/compare.py")
+    titles = plotly_titles(at)
+    assert titles[0].startswith("Test accuracy of the three models")
+    assert "Per-class test accuracy: distilled vs scratch student" in titles
+    assert "Agreement with the teacher's predictions" in titles
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["teacher", "distilled student", "scratch student"]
+    assert (table["CPU latency (ms/image)"] > 0).all() and table["parameters"][0] > table["parameters"][1]
+    assert has_text(at.markdown, "fewer parameters")
+    at.session_state["settings"] = {**at.session_state["settings"], "temperature": 3.0}
+    at.run()  # other settings: the most recent result is shown, and said to be so
+    assert has_text(at.info, "showing the most recent run")
