@@ -3,7 +3,7 @@
     KD_LAB_CACHE_DIR=$(mktemp -d) .venv/bin/python bench/lab.py [--only NAME ...]
 
 Use an empty cache folder: otherwise results come from the cache and the seconds mean nothing. The
-teacher (shared by all four experiments) is trained first and timed on its own; each experiment's
+teacher (shared by every experiment) is trained first and timed on its own; each experiment's
 `seconds` then uses the cached teacher, and `seconds_with_teacher` adds the teacher's training time
 (the cold-start cost of running that experiment alone). Timings depend on the machine's load, which
 is reported (1-minute load average before and after each experiment).
@@ -52,6 +52,11 @@ def _summary(name: str, r: dict) -> dict:
         return {"scratch_mean": r["scratch"]["mean"], "best": r["best"], "within_noise": r["within_noise"],
                 "matrix_rows_alpha_cols_T": r["matrix"], "temperatures": r["temperatures"], "alphas": r["alphas"],
                 "trained_students": r["trained_students"]}
+    if name == "hints":
+        return {"scratch_mean": r["scratch"]["mean"], "matched": r["matched"],
+                "rows": [{k: row[k] for k in ("weight", "accuracy_mean", "accuracy_std", "gain_vs_plain_kd",
+                                              "within_noise", "hint_distance_first", "hint_distance_last")}
+                         for row in r["rows"]]}
     return {"scratch_mean": r["scratch"]["mean"],
             "rows": [{"temperature": row["temperature"],
                       **{f"{k}_{f}": row[k][f] for k in ("with_t2", "without_t2")
@@ -80,7 +85,7 @@ def main() -> int:
     report["teacher"] = {"seconds": time.perf_counter() - start, "cached": meta["cached"],
                          "accuracy": meta["accuracy"], "load_before": load, "load_after": _load()}
     functions = {"data-budget": lab.data_budget, "omitted-class": lab.omitted_class, "sweep": lab.sweep,
-                 "t-squared": lab.t_squared}
+                 "t-squared": lab.t_squared, "hints": lab.hints}
     for name in args.only:
         cfg = lab.default_config(name)
         load, start = _load(), time.perf_counter()

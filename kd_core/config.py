@@ -26,6 +26,8 @@ class RunConfig:
     t_squared: bool = True                  # multiply the soft term by T² (Hinton et al. 2015)
     seeds: int = 1                          # students are trained for seeds 0..seeds-1
     teacher_seed: int = 0                   # one teacher serves every student seed
+    hint_weight: float = 0.0                # weight of the layer-wise hint term (kd_core.hints); 0 = off
+    hint_loss: str = "mse"                  # hint distance: "mse" (FitNets) or "cosine"
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A copy with `changes` applied; an unknown key raises ValueError naming it; values are checked."""
@@ -46,6 +48,8 @@ class RunConfig:
             (1 <= self.seeds <= 20, "seeds must be between 1 and 20"),
             (self.teacher_train_limit is None or self.teacher_train_limit >= 10, "teacher train limit must be >= 10"),
             (self.student_train_limit is None or self.student_train_limit >= 10, "student train limit must be >= 10"),
+            (self.hint_weight >= 0, "hint weight must be zero (off) or positive"),
+            (self.hint_loss in ("mse", "cosine"), "hint loss must be 'mse' or 'cosine'"),
         ]
         for ok, message in checks:
             if not ok:

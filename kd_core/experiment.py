@@ -15,6 +15,7 @@ from kd_core import store
 from kd_core.config import RunConfig
 from kd_core.data import Dataset, load_dataset
 from kd_core.evaluate import accuracy, agreement, confusion_matrix, per_class_accuracy, predict_logits
+from kd_core.hints import HintLoss, fits_in_memory, hint_pair, teacher_targets
 from kd_core.models import count_params, create_model, flops_per_image
 from kd_core.train import History, Progress, train
 
@@ -126,21 +127,46 @@ def train_student(cfg: RunConfig, initial: dict[str, torch.Tensor], images: torc
                   seed: int, teacher_logits: torch.Tensor | None = None,
                   eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
                   on_progress: Callable[[Progress], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None,
+                  should_stop: Callable[[], bool] | None = None, hint: HintLoss | None = None,
                   **train_options: Any) -> tuple[nn.Module, History, float, float]:
     """One student of `cfg` from `initial` weights: distilled when `teacher_logits` is given, else from scratch.
 
     Returns (model, history, first-layer norm at the start, training seconds without evaluation). The data order depends only on
     `seed`, and T, alpha and the T² switch come from `cfg`; `train_options` go to `train` as they are.
+    With `hint` (kd_core.hints.HintLoss, rows aligned with `images`) the student also matches the
+    teacher's hint layer; its projection is trained alongside and `hint.values` records the distance.
     """
     model = create_model(cfg.student)
     model.load_state_dict(initial)
     start_norm = first_layer_norm(model)
-    history = train(model, images, labels, epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                    adam_eps=cfg.adam_eps, seed=seed, teacher_logits=teacher_logits,
-                    temperature=cfg.temperature, alpha=cfg.alpha, t_squared=cfg.t_squared,
-                    eval_set=eval_set, on_progress=on_progress, should_stop=should_stop, **train_options)
+    if hint is not None:
+        train_options = {**train_options, "extra_loss": hint.bind(model), "extra_params": hint.params}
+    try:
+        history = train(model, images, labels, epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                        adam_eps=cfg.adam_eps, seed=seed, teacher_logits=teacher_logits,
+                        temperature=cfg.temperature, alpha=cfg.alpha, t_squared=cfg.t_squared,
+                        eval_set=eval_set, on_progress=on_progress, should_stop=should_stop, **train_options)
+    finally:
+        if hint is not None:
+            hint.unbind()
     return model, history, start_norm, history.elapsed[-1]
+
+
+def hint_for(cfg: RunConfig, teacher: nn.Module,
+             images: torch.Tensor) -> tuple[Callable[..., HintLoss], dict[str, Any]]:
+    """(make(seed, weight=cfg.hint_weight) -> a fresh HintLoss, what is matched) for `cfg`'s hint on `images`.
+
+    The teacher's features on `images` are computed here once, when they fit in memory (else per batch).
+    """
+    pair = hint_pair(cfg.teacher, cfg.student)
+    once = fits_in_memory(pair, len(images))
+    targets = teacher_targets(teacher, pair, images) if once else None
+    info = {**pair.describe(), "weight": cfg.hint_weight, "loss": cfg.hint_loss,
+            "teacher_features": "computed once" if once else "computed per batch (too big to keep)"}
+    def make(seed: int, weight: float = cfg.hint_weight) -> HintLoss:
+        return HintLoss(pair, weight, cfg.hint_loss, seed=seed, targets=targets, teacher=teacher, images=images)
+
+    return make, info
 
 
 def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = None,
@@ -176,15 +202,18 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     test_teacher = predict_logits(teacher, dataset.test_x)
     x_student, y_student = dataset.train_x[student_idx], dataset.train_y[student_idx]
     soft_targets = predict_logits(teacher, x_student)  # once, reused by every distilled epoch and seed
+    make_hint, hint_info = hint_for(cfg, teacher, x_student) if cfg.hint_weight > 0 else (None, None)
 
     runs: dict[str, list[dict[str, Any]]] = {"distilled": [], "scratch": []}
     for seed in range(cfg.seeds):
         initial = initial_student_weights(cfg, seed)
         for role in ("distilled", "scratch"):
+            hint = make_hint(seed) if make_hint is not None and role == "distilled" else None
             model, history, start_norm, seconds = train_student(
                 cfg, initial, x_student, y_student, seed=seed,
                 teacher_logits=soft_targets if role == "distilled" else None,
-                eval_set=(dataset.test_x, dataset.test_y), on_progress=reporter(role, seed), should_stop=should_stop)
+                eval_set=(dataset.test_x, dataset.test_y), on_progress=reporter(role, seed), should_stop=should_stop,
+                hint=hint)
             done_before += student_steps
             logits = predict_logits(model, dataset.test_x)
             runs[role].append({
@@ -193,6 +222,7 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
                 "per_class": per_class_accuracy(logits, dataset.test_y, len(dataset.classes)),
                 "agreement_with_teacher": agreement(logits, test_teacher),
                 "confusion": confusion_matrix(logits, dataset.test_y, len(dataset.classes)).tolist(),
+                **(hint.summary() if hint is not None else {}),
             })
             if seed == 0:
                 store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student,
@@ -213,6 +243,7 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     result = {"dataset": cfg.dataset, "config": cfg.as_dict(), "key": key,
               "student_train_images": len(student_idx), "teacher_train_images": teacher_meta.get("train_images"),
               "classes": list(dataset.classes), "models": models,
+              **({"hint": hint_info} if hint_info is not None else {}),  # only with hint_weight > 0
               "total_seconds": time.perf_counter() - started}
     store.save_json(store.cache_path("results", f"{key}.json"), result)
     return {**result, "cached": False}

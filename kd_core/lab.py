@@ -8,6 +8,7 @@ dict that is also cached on disk, keyed by config, parameters and data fingerpri
 - omitted_class: Hinton et al. 2015 §3: a class the student never sees, and the output-bias correction.
 - sweep:         distilled accuracy over a T × alpha grid (cached per cell, so it resumes).
 - t_squared:     the same distillation with and without the T² factor: gradient size and accuracy.
+- hints:         layer-wise (FitNets-style) hints on top of distillation: accuracy with and without.
 
 Every pair of students compared here shares architecture, initial weights, data order, optimizer
 and step count; only the loss differs (see kd_core.experiment.train_student).
@@ -29,19 +30,22 @@ from kd_core import store
 from kd_core.config import RunConfig, preset
 from kd_core.data import Dataset, load_dataset, stratified_split, to_float
 from kd_core.evaluate import accuracy, confusion_matrix, per_class_accuracy, predict_logits
-from kd_core.experiment import balanced_subset, cached_teacher, get_teacher, initial_student_weights, train_student
+from kd_core.experiment import (balanced_subset, cached_teacher, get_teacher, hint_for, initial_student_weights,
+                                train_student)
+from kd_core.hints import HintLoss
 from kd_core.losses import kd_loss
 from kd_core.train import Progress
 
 LAB_VERSION = 2          # bump when an experiment's result would change for the same inputs
 HELDOUT_SEED = 0         # the held-out split of the training data used to choose the omitted-class bias
 EXAMPLES = 8             # omitted-class test images shown with their soft outputs
-EXPERIMENTS = ("data-budget", "omitted-class", "sweep", "t-squared")
+EXPERIMENTS = ("data-budget", "omitted-class", "sweep", "t-squared", "hints")
 
 DEFAULT_BUDGETS = (0.01, 0.05, 0.2, 1.0)        # fractions (<= 1) or image counts (> 1)
 DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0)
 DEFAULT_ALPHAS = (0.25, 0.5, 0.75, 0.9, 1.0)
 DEFAULT_T2_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+DEFAULT_HINT_WEIGHTS = (0.0, 1.0, 10.0)         # 0 = plain distillation, the reference
 DEFAULT_BIAS_GRID = tuple(b / 4 for b in range(0, 61))  # 0, 0.25, ..., 15 added to the omitted class's logit
 
 
@@ -49,7 +53,7 @@ DEFAULT_BIAS_GRID = tuple(b / 4 for b in range(0, 61))  # 0, 0.25, ..., 15 added
 class LabEvent:
     """Progress of a lab experiment: a training snapshot, or a finished part of the result."""
 
-    experiment: str               # "data-budget", "omitted-class", "sweep" or "t-squared"
+    experiment: str               # "data-budget", "omitted-class", "sweep", "t-squared" or "hints"
     phase: str                    # what trains: "teacher", "distilled", "scratch", ... or "part" for results
     seed: int | None
     progress: Progress | None     # the training snapshot (None for a finished-part event)
@@ -68,6 +72,8 @@ def default_config(name: str) -> RunConfig:
         "omitted-class": base.replace(student_train_limit=None, student_epochs=10, temperature=20.0),
         "sweep": base,
         "t-squared": base,
+        # 3 seeds: hints are compared with plain distillation as mean ± spread.
+        "hints": base.replace(seeds=3),
     }
     if name not in configs:
         raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
@@ -133,10 +139,11 @@ def _teacher(cfg: RunConfig, dataset: Dataset, tracker: _Tracker, should_stop: C
 
 def _student(cfg: RunConfig, tracker: _Tracker, phase: str, step: str, seed: int, initial: dict[str, torch.Tensor],
              images: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
-             should_stop: Callable[[], bool] | None) -> torch.nn.Module:
-    """Train one student of `cfg` (distilled when teacher logits are given) and count its steps."""
+             should_stop: Callable[[], bool] | None, hint: HintLoss | None = None) -> torch.nn.Module:
+    """Train one student of `cfg` (distilled when teacher logits are given, plus `hint` if any); count its steps."""
     model, _, _, _ = train_student(cfg, initial, images, labels, seed=seed, teacher_logits=teacher_logits,
-                                   on_progress=tracker.watch(phase, seed, step), should_stop=should_stop)
+                                   on_progress=tracker.watch(phase, seed, step), should_stop=should_stop,
+                                   **({"hint": hint} if hint is not None else {}))
     tracker.trained(_steps(len(images), cfg.student_epochs, cfg.batch_size))
     return model
 
@@ -627,3 +634,93 @@ def t_squared(cfg: RunConfig, temperatures: Sequence[float] = DEFAULT_T2_TEMPERA
                                f"{grad_batches} batches; the hard term's is the same at every T",
               "total_seconds": time.perf_counter() - started}
     return _save("t-squared", key, result)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 5. Layer-wise hints
+
+
+def hints(cfg: RunConfig, weights: Sequence[float] = DEFAULT_HINT_WEIGHTS, *,
+          on_event: Callable[[LabEvent], None] | None = None, should_stop: Callable[[], bool] | None = None,
+          use_cache: bool = True, dataset: Dataset | None = None) -> dict[str, Any]:
+    """Distilled students with a FitNets-style hint of each weight in `weights` (0 = plain KD), and scratch.
+
+    Per seed, every student starts from the same initial weights and sees the same batches; the hinted
+    ones add `weight · D(proj(student layer), teacher layer)` (kd_core.hints; D is `cfg.hint_loss`) to the
+    KD loss of `cfg` (T, alpha). Weight 0 is always included: it is the reference "without hints".
+    `cfg.hint_weight` is ignored. The result says which layers are matched, their shapes and the
+    projection, and per weight the accuracies over seeds, the paired gain over plain KD (with a noise
+    margin as in data_budget) and the hint distance at the start and end of training.
+    """
+    cfg = cfg.validated().replace(hint_weight=0.0)
+    started = time.perf_counter()
+    weights = sorted({0.0, *(float(w) for w in weights)})
+    for w in weights:
+        cfg.replace(hint_weight=w)
+    dataset = dataset or load_dataset(cfg.dataset)
+    key = _key("hints", cfg, dataset, {"weights": weights})
+    if use_cache and (found := _cached("hints", key)):
+        return found
+    idx = balanced_subset(dataset.train_y, cfg.student_train_limit)
+    x, y = dataset.train_x[idx], dataset.train_y[idx]
+    n_test = len(dataset.test_y)
+    student_steps = _steps(len(idx), cfg.student_epochs, cfg.batch_size)
+    teacher_steps = _teacher_steps(cfg, dataset)
+    tracker = _Tracker("hints", on_event, teacher_steps + cfg.seeds * (len(weights) + 1) * student_steps)
+    teacher, teacher_meta, train_logits = _teacher(cfg, dataset, tracker, should_stop, teacher_steps, idx)
+    soft = train_logits[idx]
+    make_hint, matched = hint_for(cfg, teacher, x)  # the teacher's features on x, computed once
+
+    def correct(model: torch.nn.Module) -> torch.Tensor:
+        return predict_logits(model, dataset.test_x).argmax(1) == dataset.test_y
+
+    initials = [initial_student_weights(cfg, seed) for seed in range(cfg.seeds)]
+    scratch = [correct(_student(cfg, tracker, "scratch", "scratch", seed, initials[seed], x, y, None, should_stop))
+               for seed in range(cfg.seeds)]
+    scratch_acc = _stats([float(c.float().mean()) for c in scratch])
+    tracker.part("scratch", {"role": "scratch", **scratch_acc})
+    rows, plain = [], []
+    for w in weights:
+        step = "plain KD" if w == 0 else f"hint weight {w:g}"
+        c = cfg.replace(hint_weight=w)
+        results, distances = [], []  # per seed: which test images are right; hint distance summaries
+        for seed in range(cfg.seeds):
+            hint = make_hint(seed, w) if w > 0 else None
+            results.append(correct(_student(c, tracker, "distilled" if w == 0 else "hinted", step, seed,
+                                            initials[seed], x, y, soft, should_stop, hint)))
+            if hint is not None:
+                distances.append(hint.summary())
+        if w == 0:
+            plain = results
+        acc = _stats([float(r.float().mean()) for r in results])
+        gains = _stats([float(r.float().mean() - p.float().mean()) for r, p in zip(results, plain)])
+        discordant = statistics.fmean(float((r != p).float().mean()) for r, p in zip(results, plain))
+        noise = 2 * math.sqrt(gains["std"] ** 2 / cfg.seeds + discordant / n_test)
+        row = {"weight": w, "accuracies": acc["values"], "accuracy_mean": acc["mean"], "accuracy_std": acc["std"],
+               "gain_vs_plain_kd": gains["mean"], "gain_vs_plain_kd_std": gains["std"], "noise": noise,
+               "within_noise": w == 0 or abs(gains["mean"]) < noise,
+               "gain_vs_scratch": acc["mean"] - scratch_acc["mean"],
+               **{name: statistics.fmean(d[name] for d in distances) if distances else None
+                  for name in ("hint_distance_first", "hint_distance_last")}}
+        rows.append(row)
+        tracker.part(step, row)
+
+    hinted = [r for r in rows if r["weight"] > 0]
+    best = max(hinted, key=lambda r: r["accuracy_mean"]) if hinted else rows[0]
+    result = {"experiment": "hints", "dataset": cfg.dataset, "config": cfg.as_dict(), "key": key,
+              "weights": weights, "hint_loss": cfg.hint_loss, "seeds": cfg.seeds, "student_train_images": len(idx),
+              "test_images": n_test,
+              "teacher": {"accuracy": teacher_meta["accuracy"], "cached": teacher_meta["cached"]},
+              "matched": {k: v for k, v in matched.items() if k != "weight"},
+              "scratch": {"accuracies": scratch_acc["values"], "mean": scratch_acc["mean"], "std": scratch_acc["std"]},
+              "rows": rows,
+              "summary": {"plain_kd_mean": rows[0]["accuracy_mean"], "best_weight": best["weight"],
+                          "best_mean": best["accuracy_mean"], "best_gain_vs_plain_kd": best["gain_vs_plain_kd"],
+                          "best_within_noise": best["within_noise"]},
+              "noise_rule": "a hinted student's gain over plain KD is within noise when it is under "
+                            "2·sqrt(gain std²/seeds + d/test images), d = fraction of test images exactly one "
+                            "of the paired students gets right",
+              "hint_distance_note": "the unweighted hint distance D at the first step and over the last tenth of "
+                                    "training (mean over seeds)",
+              "total_seconds": time.perf_counter() - started}
+    return _save("hints", key, result)

@@ -1,6 +1,6 @@
 """`python -m kd_core experiment NAME [...]`: the dark-knowledge lab from the command line.
 
-NAME is one of data-budget, omitted-class, sweep, t-squared. Progress goes to stderr, a table to
+NAME is one of data-budget, omitted-class, sweep, t-squared, hints. Progress goes to stderr, a table to
 stdout, and `--json PATH` writes the experiment function's result dict (see kd_core.lab) as it is.
 Each experiment starts from `kd_core.lab.default_config(NAME)` (the classroom preset, adjusted); the
 flags below override it. torch is imported only when an experiment runs.
@@ -24,6 +24,7 @@ DESCRIPTIONS = {
     "omitted-class": "students never see one class; the distilled one still recognises it (Hinton et al. 2015 §3)",
     "sweep": "distilled accuracy over a temperature x alpha grid, cached per cell",
     "t-squared": "the same distillation with and without the T² factor: soft-gradient size and accuracy",
+    "hints": "layer-wise (FitNets-style) hints on top of distillation: accuracy with and without",
 }
 
 
@@ -60,7 +61,7 @@ def _train_limit(text: str) -> int | None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Add the `experiment` command and its four experiments to the CLI's subparsers."""
+    """Add the `experiment` command and its experiments to the CLI's subparsers."""
     from kd_core.cli import _float, _positive_int
 
     experiment = sub.add_parser("experiment", help="dark-knowledge lab: when and why distillation works")
@@ -99,6 +100,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                   help="comma-separated soft-term weights (default 0.25,0.5,0.75,0.9,1)")
     parsers["t-squared"].add_argument("--temperatures", type=_number_list(float, "--temperatures"), default=None,
                                       help="comma-separated temperatures (default 1,2,4,8,16,32)")
+    parsers["hints"].add_argument("--weights", type=_number_list(float, "--weights"), default=None,
+                                  help="comma-separated hint weights; 0 (plain KD) is always included (default 0,1,10)")
+    parsers["hints"].add_argument("--hint-loss", choices=("mse", "cosine"),
+                                  help="distance between projected student and teacher features (default mse)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -106,7 +111,7 @@ def config_from_args(args: argparse.Namespace):
     from kd_core.lab import default_config
 
     changes: dict[str, Any] = {"dataset": args.dataset}
-    for flag in ("seeds", "student_epochs", "teacher_epochs", "batch_size", "temperature", "alpha"):
+    for flag in ("seeds", "student_epochs", "teacher_epochs", "batch_size", "temperature", "alpha", "hint_loss"):
         if getattr(args, flag, None) is not None:
             changes[flag] = getattr(args, flag)
     for limit in ("student_train_limit", "teacher_train_limit"):
@@ -183,6 +188,24 @@ def format_table(result: dict[str, Any]) -> str:
         rows.append(f"scratch {_pct(result['scratch']['mean'])}; best T={b['temperature']:g}, alpha={b['alpha']:g}: "
                     f"{_pct(b['mean'])} ({100 * b['gain']:+.2f} points); trained {result['trained_students']}, "
                     f"from cache {result['cached_students']}; total {result['total_seconds']:.1f} s")
+    elif name == "hints":
+        m = result["matched"]
+        rows.append(f"teacher {m['teacher']['model']} layer {m['teacher']['layer']} {m['teacher']['shape']} <- "
+                    f"student {m['student']['model']} layer {m['student']['layer']} {m['student']['shape']} "
+                    f"through a {m['projection']} ({m['projection_params']:,} params, training only); "
+                    f"loss {result['hint_loss']}")
+        rows.append(f"{'hint weight':>11} {'accuracy (mean ± std)':>22} {'vs plain KD (points)':>21}"
+                    f" {'hint distance':>16}")
+        for r in result["rows"]:
+            dist = "" if r["hint_distance_first"] is None else \
+                f"{r['hint_distance_first']:.3f} -> {r['hint_distance_last']:.3f}"
+            gain = "reference" if r["weight"] == 0 else \
+                f"{100 * r['gain_vs_plain_kd']:+.2f} ± {100 * r['gain_vs_plain_kd_std']:.2f}"
+            rows.append(f"{r['weight']:>11g} {_pct(r['accuracy_mean']):>13} ± {100 * r['accuracy_std']:.2f}"
+                        f" {gain:>21} {dist:>16}{'  (within noise)' if r['weight'] and r['within_noise'] else ''}")
+        rows.append(f"scratch {_pct(result['scratch']['mean'])} ± {100 * result['scratch']['std']:.2f}; teacher "
+                    f"{_pct(result['teacher']['accuracy'])}; {result['seeds']} seed(s); "
+                    f"total {result['total_seconds']:.1f} s")
     else:
         rows.append(f"{'T':>5} {'soft grad (with T²)':>20} {'(without)':>10} {'acc with T²':>12} {'without':>9}")
         for r in result["rows"]:
@@ -219,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.experiment == "sweep":
         result = lab.sweep(cfg, args.temperatures or lab.DEFAULT_TEMPERATURES, args.alphas or lab.DEFAULT_ALPHAS,
                            **common)
+    elif args.experiment == "hints":
+        result = lab.hints(cfg, args.weights or lab.DEFAULT_HINT_WEIGHTS, **common)
     else:
         result = lab.t_squared(cfg, args.temperatures or lab.DEFAULT_T2_TEMPERATURES, **common)
     if result.get("cached") and args.experiment != "sweep":

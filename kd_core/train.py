@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -73,16 +73,21 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
           temperature: float = 1.0, alpha: float = 0.0, t_squared: bool = True,
           eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
           on_progress: Callable[[Progress], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> History:
+          should_stop: Callable[[], bool] | None = None,
+          extra_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          extra_params: Sequence[nn.Parameter] = ()) -> History:
     """Train `model` in place with Adam on uint8 `images`; KD loss when `teacher_logits` (aligned with images) is given.
 
     The data order depends only on `seed`, so two students trained with the same seed see the same
     batches. `should_stop` is polled every step; when it returns True, TrainingCancelled is raised.
+    `extra_loss(model, idx, batch)`, when given, is called right after the forward pass on `batch` (rows
+    `idx` of `images`; forward hooks on `model` have just seen it) and its value is added to the loss,
+    e.g. a layer-wise hint (kd_core.hints); `extra_params` (e.g. that hint's projection) are optimised too.
     """
     x = to_float(images)
     memory_format = torch.channels_last if uses_conv(model) else torch.contiguous_format
     model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=adam_eps)
+    optimizer = torch.optim.Adam([*model.parameters(), *extra_params], lr=lr, eps=adam_eps)
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = -(-len(x) // batch_size)
     total_steps = epochs * steps_per_epoch
@@ -115,12 +120,13 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
             logits = model(batch)
             parts = kd_loss(logits, None if teacher_logits is None else teacher_logits[idx], labels[idx],
                             temperature, alpha, t_squared)
+            total = parts.total if extra_loss is None else parts.total + extra_loss(model, idx, batch)
             optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
+            total.backward()
             optimizer.step()
             step += 1
             with torch.no_grad():
-                sums += torch.stack([parts.total.detach(), parts.hard.detach(), parts.soft.detach(),
+                sums += torch.stack([total.detach(), parts.hard.detach(), parts.soft.detach(),
                                      (logits.argmax(1) == labels[idx]).sum()])
             seen += len(idx)
             batches += 1
