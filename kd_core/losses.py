@@ -38,3 +38,23 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
     kl = F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True)
     soft = kl * temperature ** 2 if t_squared else kl
     return KDLoss((1 - alpha) * hard + alpha * soft, hard, soft)
+
+
+def reverse_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
+                    temperature: float, alpha: float, t_squared: bool = True) -> KDLoss:
+    """L = (1 - alpha)·CE(labels, student) + alpha·T²·KL(softmax(student/T) || softmax(teacher/T)), batch mean.
+
+    The reverse KL, sum_i q_i·(log q_i - log p_i) with q the student's and p the teacher's softened
+    probabilities (the MiniLLM idea): it is large where the student puts mass the teacher does not, so
+    the student is *mode-seeking* (it may drop the teacher's rarer choices), whereas kd_loss's forward KL
+    is *mode-covering* (the student must spread over everything the teacher considers). Same weights,
+    detached teacher and no-teacher behaviour as kd_loss.
+    """
+    hard = F.cross_entropy(student_logits, labels)
+    if teacher_logits is None:
+        return KDLoss(hard, hard, hard.new_zeros(()))
+    student_log_q = F.log_softmax(student_logits / temperature, dim=-1)
+    teacher_log_p = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
+    kl = F.kl_div(teacher_log_p, student_log_q, reduction="batchmean", log_target=True)
+    soft = kl * temperature ** 2 if t_squared else kl
+    return KDLoss((1 - alpha) * hard + alpha * soft, hard, soft)
