@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from kd_core import lab_cli, paths
+from kd_core import compress_cli, lab_cli, lm_cli, paths, store
 from kd_core.config import PRESETS, preset
 from kd_core.data import DATASETS, DatasetError, availability
 
@@ -59,10 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--temperature", type=_float, help="T for the soft targets")
     run.add_argument("--alpha", type=_float, help="weight of the soft (teacher) term, 0..1")
     run.add_argument("--no-t-squared", action="store_true", help="drop the T² factor from the soft term")
+    run.add_argument("--hint", type=_float, nargs="?", const=1.0, metavar="WEIGHT",
+                     help="layer-wise (FitNets) hint: the distilled student also matches the teacher's last conv "
+                          "features through a learned 1x1 projection; WEIGHT scales that term (default 1)")
+    run.add_argument("--hint-loss", choices=("mse", "cosine"), help="hint distance (default mse)")
     run.add_argument("--data-dir", type=Path, help=f"folder with IDX files (default ${paths.DATA_ENV})")
     run.add_argument("--no-cache", action="store_true", help="recompute the result (a cached teacher is still used)")
     run.add_argument("--json", type=Path, help="write the result as JSON to this path")
     lab_cli.add_parser(sub)  # `experiment NAME ...`: the dark-knowledge lab
+    lm_cli.add_parser(sub)  # `lm ...`: distillation for a character-level language model
+    compress_cli.add_parser(sub)  # `compress ...`: distil -> prune -> quantize, measured per stage
     return parser
 
 
@@ -80,6 +85,10 @@ def config_from_args(args: argparse.Namespace):
             changes[setting] = getattr(args, flag)
     if args.no_t_squared:
         changes["t_squared"] = False
+    if args.hint is not None:
+        changes["hint_weight"] = args.hint
+    if args.hint_loss is not None:
+        changes["hint_loss"] = args.hint_loss
     return preset(args.preset).replace(**changes)
 
 
@@ -127,6 +136,11 @@ def format_table(result: dict[str, Any]) -> str:
     d, s = result["models"]["distilled"], result["models"]["scratch"]
     rows.append(f"distilled - scratch: {100 * (d['accuracy_mean'] - s['accuracy_mean']):+.2f} points; "
                 f"total {result['total_seconds']:.1f} s")
+    if "hint" in result:
+        h = result["hint"]
+        rows.append(f"distilled with hint (weight {h['weight']:g}, {h['loss']}): teacher layer {h['teacher']['layer']} "
+                    f"{h['teacher']['shape']} <- student layer {h['student']['layer']} {h['student']['shape']} "
+                    f"through a {h['projection']} ({h['projection_params']:,} params, training only)")
     return "\n".join(rows)
 
 
@@ -153,8 +167,7 @@ def _run(args: argparse.Namespace) -> int:
               if not result.get("cached") else result["total_seconds"]}
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        store.write_report(args.json, result)
     return 0
 
 
@@ -168,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _print_datasets(args.data_dir)
         if args.command == "experiment":
             return lab_cli.run(args)
+        if args.command == "lm":
+            return lm_cli.run(args)
+        if args.command == "compress":
+            return compress_cli.run(args)
         return _run(args)
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

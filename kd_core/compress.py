@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from kd_core import store
-from kd_core.config import RunConfig
+from kd_core.config import RunConfig, checked_replace
 from kd_core.data import Dataset, load_dataset, to_float
 from kd_core.evaluate import accuracy, latency, predict_logits
 from kd_core.experiment import balanced_subset, cached_teacher, run_experiment, student_checkpoint_path
@@ -75,11 +75,7 @@ class CompressConfig:
 
     def replace(self, **changes: Any) -> "CompressConfig":
         """A copy with `changes`; an unknown key raises ValueError naming it; values are checked."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f"unknown compression setting(s) {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **changes).validated()
+        return checked_replace(self, "compression", changes).validated()
 
     def validated(self) -> "CompressConfig":
         """This config, or ValueError naming the first out-of-range value."""

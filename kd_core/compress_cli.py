@@ -8,14 +8,13 @@ measures every model in this one process and prints a table. torch is imported o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from kd_core import paths
+from kd_core import paths, store
 from kd_core.data import DATASETS
 
 
@@ -116,6 +115,5 @@ def run(args: argparse.Namespace) -> int:
                 shutil.copy2(export_folder(out["key"]) / name, args.export / name)
         print(f"exported model files copied to {args.export}", file=sys.stderr)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+        store.write_report(args.json, out)
     return 0

@@ -7,6 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def checked_replace(settings: Any, what: str, changes: dict[str, Any]) -> Any:
+    """A copy of dataclass `settings` with `changes`; ValueError naming any unknown key (`what` names the kind)."""
+    known = {f.name for f in dataclasses.fields(settings)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {unknown}; known: {sorted(known)}")
+    return dataclasses.replace(settings, **changes)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a teacher -> distilled student -> scratch student comparison."""
@@ -31,11 +40,7 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A copy with `changes` applied; an unknown key raises ValueError naming it; values are checked."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **changes).validated()
+        return checked_replace(self, "run", changes).validated()
 
     def validated(self) -> "RunConfig":
         """This config, or ValueError naming the first out-of-range value."""

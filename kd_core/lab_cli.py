@@ -9,14 +9,13 @@ flags below override it. torch is imported only when an experiment runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from kd_core import paths
+from kd_core import paths, store
 from kd_core.data import DATASETS
 
 DESCRIPTIONS = {
@@ -250,6 +249,5 @@ def run(args: argparse.Namespace) -> int:
         print("(result from cache; --no-cache recomputes it)", file=sys.stderr)
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        store.write_report(args.json, result)
     return 0

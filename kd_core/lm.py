@@ -17,7 +17,7 @@ import sysconfig
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd_core import store
+from kd_core.config import checked_replace
 from kd_core.losses import kd_loss, reverse_kd_loss
 from kd_core.train import TrainingCancelled
 
@@ -513,11 +514,7 @@ class LMConfig:
             raise ValueError("seeds must be at least 1")
 
     def replace(self, **changes: Any) -> "LMConfig":
-        names = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise ValueError(f"unknown LM setting(s) {unknown}; choose from {sorted(names)}")
-        return replace(self, **changes)
+        return checked_replace(self, "LM", changes)
 
     def teacher_spec(self) -> GPTSpec:
         return GPTSpec(self.teacher_layers, self.teacher_heads, self.teacher_width, self.context)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from kd_core import store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,6 +92,5 @@ def run(args: argparse.Namespace) -> int:
         print("(result from cache; --no-cache recomputes it)", file=sys.stderr)
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        store.write_report(args.json, result)
     return 0

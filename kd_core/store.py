@@ -62,6 +62,12 @@ def _report_corrupt(path: Path, exc: Exception) -> None:
         pass
 
 
+def write_report(path: Path, payload: dict[str, Any]) -> None:
+    """Write a CLI's JSON report to a user-chosen path (errors propagate: the user asked for this file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1))
+
+
 def save_json(path: Path, payload: dict[str, Any]) -> bool:
     """Atomically write a JSON document."""
     return atomic_write(path, json.dumps(payload, indent=1).encode())
