@@ -25,6 +25,9 @@ PAGES = [
     st.Page("app_pages/temperature.py", title="Temperature", icon=":material/thermostat:"),
     st.Page("app_pages/distill.py", title="Distill", icon=":material/science:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("app_pages/efficiency.py", title="Efficiency", icon=":material/speed:"),
+    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/experiment:"),
+    st.Page("app_pages/language.py", title="Language models", icon=":material/text_fields:"),
 ]
 page = st.navigation(PAGES)
 

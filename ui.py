@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from kd_core.config import PRESETS, RunConfig, preset
+from kd_core.config import RunConfig, preset
 from kd_core.data import DATASETS, DatasetError, availability
 
 TINY_ENV = "KD_LAB_TINY"  # set to 1 (tests, quick demos): every run shrinks to a few seconds
@@ -26,7 +26,8 @@ PRESET_LABELS = {
     "keras": "Keras example: its alpha=0.1 = our alpha 0.9 (T=10, 10 epochs, every image: slow on CPU)",
 }
 DATASET_LABELS = {"mnist-sample": "MNIST sample (bundled)", "mnist": "MNIST (full)", "fashion-mnist": "Fashion-MNIST"}
-ROLE_TITLES = {"teacher": "teacher", "distilled": "distilled student", "scratch": "scratch student"}
+ROLE_TITLES = {"teacher": "teacher", "distilled": "distilled student", "scratch": "scratch student",
+               "distilled_all": "distilled student (every class)"}
 
 
 def tiny() -> bool:
@@ -266,17 +267,22 @@ def job_progress(key: str, draw: Callable[[Any], None] | None = None) -> None:
             return
         if job.finished:
             st.rerun()  # the whole page redraws with the result
-        event = job.latest
+        # Experiment Events and lab LabEvents alike; a LabEvent may be a finished part without a snapshot.
+        event = next((e for e in reversed(job.events) if getattr(e, "progress", None) is not None), None)
         if job.status == "queued" or event is None:
             ahead = [j for j in get_runner().active() if j.key != key and j.status == "running"]
             st.progress(0.0, text=("Waiting for another training job to finish" if ahead
                                    else "Starting (loading data, preparing the teacher's outputs)..."))
+        elif getattr(event, "text", None):  # events that say in words what runs now (kd_core.compress.StageEvent)
+            overall = job.latest.overall
+            st.progress(min(1.0, overall), text=f"{overall:.0%} overall. Now: {event.text}. {_eta_text(job, overall)}")
         else:
-            p = event.progress
-            st.progress(min(1.0, event.overall),
-                        text=f"{event.overall:.0%} overall. Now: {ROLE_TITLES.get(event.phase, event.phase)}"
-                             f"{f' (seed {event.seed})' if event.phase != 'teacher' else ''}, "
-                             f"step {p.step}/{p.steps}, epoch {p.epoch:.1f}/{p.epochs}. {_eta_text(job, event.overall)}")
+            p, overall, part = event.progress, job.latest.overall, getattr(event, "step", "")
+            st.progress(min(1.0, overall),
+                        text=f"{overall:.0%} overall. Now: {ROLE_TITLES.get(event.phase, event.phase)}"
+                             f"{f' (seed {event.seed})' if event.phase != 'teacher' else ''}"
+                             f"{f', {part}' if part and event.phase != 'teacher' else ''}, "
+                             f"step {p.step}/{p.steps}, epoch {p.epoch:.1f}/{p.epochs}. {_eta_text(job, overall)}")
         if st.button("Stop", key=f"stop-{key}", help="Stops the training at its next step."):
             job.cancel()
             st.toast("Stopping...")
@@ -403,3 +409,126 @@ def efficiency_rows(result: dict[str, Any]) -> list[dict[str, Any]] | None:
                      "CPU latency (ms/image)": round(lat["median_ms"], 3),
                      "MFLOPs/image": round(m["flops"] / 1e6, 2)})
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------
+# The Experiments page: kd_core.lab experiments as shared background jobs, found in the lab's cache first
+
+LAB_FUNCTIONS = {"data-budget": "data_budget", "omitted-class": "omitted_class", "sweep": "sweep",
+                 "t-squared": "t_squared"}
+LAB_TINY_PARAMS = {"data-budget": {"budgets": (20, 100)}, "omitted-class": {},
+                   "sweep": {"temperatures": (2.0, 8.0), "alphas": (0.5, 0.9)}, "t-squared": {"temperatures": (2.0, 16.0)}}
+_LAB_RUNTIME_ARGS = ("on_event", "should_stop", "use_cache", "dataset")
+
+
+def lab_setup(name: str, **params: Any) -> tuple[RunConfig, dict[str, Any]]:
+    """(config, parameters) the Experiments page runs lab experiment `name` with.
+
+    The lab's default config (shrunk when tiny(), with tiny budgets / a 2×2 grid / 2 temperatures) on the
+    sidebar's dataset; every parameter of the lab function is filled in from its defaults, then `params`.
+    """
+    import inspect
+
+    from kd_core import lab
+
+    cfg = lab.default_config(name)
+    if tiny():
+        cfg = cfg.replace(**TINY_CHANGES, seeds=min(cfg.seeds, 2))
+        params = {**LAB_TINY_PARAMS[name], **params}
+    init_state()
+    cfg = cfg.replace(dataset=st.session_state.get("dataset", cfg.dataset))
+    signature = inspect.signature(getattr(lab, LAB_FUNCTIONS[name]))
+    defaults = {p.name: p.default for p in signature.parameters.values()
+                if p.default is not inspect.Parameter.empty and p.name not in _LAB_RUNTIME_ARGS}
+    return cfg, {**defaults, **params}
+
+
+def lab_key(name: str, cfg: RunConfig, dataset, params: dict[str, Any]) -> str:
+    """The key the lab caches experiment `name`'s result under (the sweep, cached per cell, gets a job key)."""
+    from kd_core import lab, store
+
+    cfg = cfg.validated()
+    if name == "data-budget":
+        key_params = {"counts": lab.resolve_budgets(params["budgets"], len(dataset.train_y)),
+                      "equal_steps": params["equal_steps"]}
+    elif name == "omitted-class":
+        key_params = {"label": params["label"], "heldout_fraction": params["heldout_fraction"],
+                      "bias_grid": [float(b) for b in params["bias_grid"]]}
+    elif name == "t-squared":
+        key_params = {"temperatures": sorted({float(t) for t in params["temperatures"]}),
+                      "grad_batches": params["grad_batches"]}
+    elif name == "sweep":
+        return store.config_key({"experiment": "sweep", "lab": lab.LAB_VERSION, "config": cfg.as_dict(),
+                                 "temperatures": [float(t) for t in params["temperatures"]],
+                                 "alphas": [float(a) for a in params["alphas"]], "data": dataset.fingerprint})
+    else:
+        raise ValueError(f"unknown experiment {name!r}; choose from {list(LAB_FUNCTIONS)}")
+    return lab._key(name, cfg, dataset, key_params)
+
+
+def lab_cached(name: str, cfg: RunConfig, dataset, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored result of lab experiment `name` for exactly these settings, or None; never trains.
+
+    The sweep has no whole-result file: it counts as stored when every cell is, and is then assembled
+    from the cells (no training).
+    """
+    from kd_core import lab, store
+
+    if name != "sweep":
+        return lab._cached(name, lab_key(name, cfg, dataset, params))
+    cfg = cfg.validated()
+    plan = [("scratch", cfg)] + [("distilled", cfg.replace(temperature=float(t), alpha=float(a)))
+                                 for t in params["temperatures"] for a in params["alphas"]]
+    for role, c in plan:
+        for seed in range(cfg.seeds):
+            found = store.load_json(lab._cell_path(c, dataset, role, seed))
+            if found is None or not isinstance(found.get("accuracy"), float):
+                return None
+    return lab.sweep(cfg, dataset=dataset, **params)
+
+
+def submit_lab(name: str, cfg: RunConfig, dataset, params: dict[str, Any], label: str = ""):
+    """Start (or join) lab experiment `name` in the background; equal settings on equal data share one job."""
+    from kd_core import lab
+
+    fn = getattr(lab, LAB_FUNCTIONS[name])
+
+    def work(report: Callable[[Any], None], should_stop: Callable[[], bool]) -> dict[str, Any]:
+        return fn(cfg, **params, on_event=report, should_stop=should_stop, dataset=dataset)
+
+    key = f"lab-{name}-{lab_key(name, cfg, dataset, params)}"
+    return get_runner().submit(key, work, label=label or name)
+
+
+def job_section(key: str, cached: Callable[[], dict[str, Any] | None], submit: Callable[[], Any],
+                draw: Callable[[Any], None] | None, button_label: str, button_key: str) -> dict[str, Any] | None:
+    """Any background job's flow on a page: its stored result, or its live progress, or a button that starts it."""
+    job = find_job(key)
+    if job is not None and job.status == "done" and job.result is not None:
+        return job.result  # run by this server: says how long it took, not "from the cache"
+    result = cached()
+    if result is not None:
+        return result
+    if job is not None and not job.finished:
+        st.caption(f"Running in the background: {job.label}. Switching tabs or pages does not stop it; "
+                   "anyone else who opens this experiment sees the same run.")
+        job_progress(key, draw)
+        return None
+    show_job_ending(job)
+    if st.button(button_label, type="primary", key=button_key):
+        submit()
+        st.rerun()
+    return None
+
+
+def lab_section(name: str, cfg: RunConfig, dataset, params: dict[str, Any], draw: Callable[[Any], None] | None,
+                button_label: str, button_key: str, label: str = "") -> dict[str, Any] | None:
+    """job_section for lab experiment `name`: the cached result, live progress with partial results, or a button."""
+    key = f"lab-{name}-{lab_key(name, cfg, dataset, params)}"
+    return job_section(key, lambda: lab_cached(name, cfg, dataset, params),
+                       lambda: submit_lab(name, cfg, dataset, params, label), draw, button_label, button_key)
+
+
+def lab_parts(job) -> list[dict[str, Any]]:
+    """The finished parts (budget rows, seeds, sweep cells, temperatures) a running lab job has reported so far."""
+    return [e.partial for e in list(job.events) if getattr(e, "phase", "") == "part" and e.partial is not None]

@@ -88,7 +88,8 @@ def test_pages_folder_is_not_named_pages():
     root = Path(APP).parent
     assert not (root / "pages").exists()
     assert sorted(p.name for p in (root / "app_pages").glob("*.py")) == [
-        "compare.py", "data.py", "distill.py", "home.py", "teacher.py", "temperature.py"]
+        "compare.py", "data.py", "distill.py", "efficiency.py", "experiments.py", "home.py", "language.py",
+        "teacher.py", "temperature.py"]
 
 
 def test_home_explains_and_runs_the_demo_to_the_comparison():
