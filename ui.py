@@ -19,7 +19,7 @@ from kd_core.data import DATASETS, DatasetError, availability
 TINY_ENV = "KD_LAB_TINY"  # set to 1 (tests, quick demos): every run shrinks to a few seconds
 TINY_CHANGES = {"teacher_train_limit": 300, "student_train_limit": 100, "teacher_epochs": 1,
                 "student_epochs": 2, "batch_size": 50}
-POLL_SECONDS = 0.5
+POLL_SECONDS = 1.0
 SETTINGS = ("temperature", "alpha", "student_epochs", "seeds", "t_squared")  # widgets on the pages
 PRESET_LABELS = {
     "classroom": "Classroom demo: fast; the students see only 400 labelled images",
@@ -116,7 +116,7 @@ def get_runner():
     """The one background JobRunner of this server process, shared by every browser session."""
     from kd_core.jobs import JobRunner
 
-    return JobRunner(workers=1)
+    return JobRunner(workers=1, reserved_cores=1)  # one core stays free for the server drawing pages
 
 
 def experiment_key(cfg: RunConfig, dataset) -> str:
@@ -334,13 +334,13 @@ def run_button_label(cfg: RunConfig) -> str:
 def experiment_section(cfg: RunConfig, dataset, draw: Callable[[Any], None], button_label: str,
                        button_key: str) -> dict[str, Any] | None:
     """The shared flow of Home and Distill: the cached result, or live progress of its job, or a run button."""
-    result = cached_result(cfg, dataset)
-    if result is not None:
-        return result
     key = experiment_key(cfg, dataset)
     job = find_job(key)
     if job is not None and job.status == "done" and job.result is not None:
-        return job.result
+        return job.result  # trained by this server: not "from the cache", even though it is stored there too
+    result = cached_result(cfg, dataset)
+    if result is not None:
+        return result
     if job is not None and not job.finished:
         st.caption(f"Training in the background: {job.label}. Switching pages or moving sliders does not stop it.")
         job_progress(key, draw)

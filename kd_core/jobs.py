@@ -53,8 +53,8 @@ class Job:
 class JobRunner:
     """Runs jobs on a small worker pool sized so torch threads x workers never exceed the cores."""
 
-    def __init__(self, workers: int = 1) -> None:
-        self.threads_per_job = configure_threads(workers)
+    def __init__(self, workers: int = 1, reserved_cores: int = 0) -> None:
+        self.threads_per_job = configure_threads(workers, reserved_cores)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kd-job")
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()

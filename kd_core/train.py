@@ -60,10 +60,14 @@ class History:
         return {k: list(v) for k, v in self.__dict__.items()}
 
 
-def configure_threads(workers: int = 1) -> int:
-    """Give torch an equal share of this process's cores per concurrent worker; returns the thread count."""
+def configure_threads(workers: int = 1, reserved_cores: int = 0) -> int:
+    """Give torch an equal share of this process's cores, less `reserved_cores`, per concurrent worker.
+
+    Returns the thread count. Torch's intra-op threads slow down several-fold when another busy thread
+    shares their cores, so a server that also draws pages reserves a core for that.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // max(1, workers))
+    threads = max(1, (cores - reserved_cores) // max(1, workers))
     torch.set_num_threads(threads)
     return threads
 
