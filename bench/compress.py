@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -66,7 +67,8 @@ def main() -> None:
 
     report = {
         "preset": args.preset, "student": cfg.student, "threads": threads, "torch": out["torch"],
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}; shared with other work, timings inflated",
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores",
+        "load_average_1m": os.getloadavg()[0],
         "bar": {
             "int8_accuracy_change_points": 100 * (q["accuracy"] - d["accuracy"]),
             "int8_size_ratio": d["size_bytes"] / q["size_bytes"],
