@@ -18,3 +18,35 @@ def tiny_config():
     """The classroom preset shrunk to seconds: small teacher and student sets, one epoch each."""
     return preset("classroom").replace(teacher_train_limit=300, student_train_limit=100,
                                        teacher_epochs=1, student_epochs=2, batch_size=50)
+
+
+@pytest.fixture()
+def fresh_app(tmp_path, monkeypatch):
+    """For AppTest: tiny runs, an empty cache folder, and no cached resources (runner, teacher outputs) from earlier tests."""
+    import streamlit as st
+    import torch
+
+    import ui
+
+    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv(ui.TINY_ENV, "1")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    threads = torch.get_num_threads()
+    yield
+    for job in ui.get_runner().active():
+        job.cancel()
+        job.wait(30)
+    st.cache_resource.clear()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one torch thread is as fast, and far steadier when other processes share the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

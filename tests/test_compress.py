@@ -195,16 +195,9 @@ def test_cli_refuses_bad_sparsity(capsys):
     assert exit_info.value.code == 2 and "below 1" in capsys.readouterr().err
 
 
-def test_efficiency_page_runs_the_pipeline_in_tiny_mode(tmp_path, monkeypatch):
-    import streamlit as st
+def test_efficiency_page_runs_the_pipeline_in_tiny_mode(fresh_app):
     from streamlit.testing.v1 import AppTest
 
-    import ui
-
-    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(ui.TINY_ENV, "1")
-    st.cache_data.clear()
-    st.cache_resource.clear()
     app = str(Path(__file__).resolve().parent.parent / "app.py")
     at = AppTest.from_file(app, default_timeout=60)
     at.run()
@@ -218,19 +211,14 @@ def test_efficiency_page_runs_the_pipeline_in_tiny_mode(tmp_path, monkeypatch):
         time.sleep(0.5)
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-    try:
-        assert at.dataframe, "the compression job did not finish"
-        table = at.dataframe[0].value
-        assert len(table) == 8 and (table["accuracy (%)"] >= 0).all()
-        assert "distilled → pruned 60% + KD epoch" in list(table["model / stage"])
-        titles = [json.loads(el.proto.spec)["layout"]["title"]["text"] for el in at.get("plotly_chart")]
-        assert any(t.startswith("Accuracy vs latency") for t in titles)
-        assert any(t.startswith("Accuracy vs size on disk") for t in titles)
-        assert any(t.startswith("Recovering from pruning") for t in titles)
-        assert len(at.get("download_button")) == 3
-        assert at.radio(key="eff_download").options
-    finally:
-        for job in ui.get_runner().active():
-            job.cancel()
-            job.wait(30)
-        st.cache_resource.clear()
+    assert at.dataframe, "the compression job did not finish"
+    table = at.dataframe[0].value
+    assert len(table) == 8 and (table["accuracy (%)"] >= 0).all()
+    assert "distilled → pruned 60% + KD epoch" in list(table["model / stage"])
+    titles = [json.loads(el.proto.spec)["layout"]["title"]["text"] for el in at.get("plotly_chart")]
+    assert any(t.startswith("Accuracy vs latency") for t in titles)
+    assert any(t.startswith("Accuracy vs size on disk") for t in titles)
+    assert any(t.startswith("Recovering from pruning") for t in titles)
+    assert len(at.get("download_button")) == 3
+    assert at.radio(key="eff_download").options
+

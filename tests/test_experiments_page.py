@@ -14,7 +14,6 @@ from pathlib import Path
 import plotly.graph_objects as go
 import pytest
 import streamlit as st
-import torch
 from streamlit.testing.v1 import AppTest
 
 import ui
@@ -26,20 +25,7 @@ PAGE = "app_pages/experiments.py"
 CLASSES = [str(d) for d in range(10)]
 
 
-@pytest.fixture(autouse=True)
-def fresh_app(tmp_path, monkeypatch):
-    """Tiny runs, an empty cache folder, and no cached resources (runner) from earlier tests."""
-    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(ui.TINY_ENV, "1")
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    before = torch.get_num_threads()
-    yield
-    for job in ui.get_runner().active():
-        job.cancel()
-        job.wait(30)
-    st.cache_resource.clear()
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("fresh_app")  # tests/conftest.py
 
 
 def titles(fig: go.Figure) -> tuple[str, str, str]:

@@ -172,21 +172,6 @@ def test_cli_lm_prints_the_comparison_and_writes_json(tmp_path, monkeypatch, cap
 
 # ------------------------------------------------------------------ the page (AppTest)
 
-@pytest.fixture()
-def app(tmp_path, monkeypatch):
-    import streamlit as st
-
-    import ui
-
-    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(ui.TINY_ENV, "1")
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    for job in ui.get_runner().active():
-        job.cancel()
-        job.wait(30)
-    st.cache_resource.clear()
 
 
 def _titles(at) -> list[str]:
@@ -198,7 +183,7 @@ def _clean(at) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def test_language_page_loads_runs_tiny_and_shows_comparison_samples_and_next_char_view(app):
+def test_language_page_loads_runs_tiny_and_shows_comparison_samples_and_next_char_view(fresh_app):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=60)

@@ -20,18 +20,7 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 DEADLINE_S = 90
 
 
-@pytest.fixture(autouse=True)
-def fresh_app(tmp_path, monkeypatch):
-    """Tiny runs, an empty cache folder, and no cached resources (runner, teacher outputs) from earlier tests."""
-    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(ui.TINY_ENV, "1")
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    for job in ui.get_runner().active():
-        job.cancel()
-        job.wait(30)
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_app")  # tests/conftest.py
 
 
 def open_page(page: str | None = None, **state) -> AppTest:
