@@ -15,15 +15,22 @@ from kd_core.config import PRESETS, preset
 from kd_core.data import DATASETS, DatasetError, availability
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def int_at_least(minimum: int, allow_all: bool = False):
+    """An argparse type: an integer >= `minimum` (or the word 'all', read as None, when `allow_all`)."""
+    def parse(text: str) -> int | None:
+        if allow_all and text.strip().lower() == "all":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer" + (" nor 'all'" if allow_all else "")) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}" + (" (or 'all')" if allow_all else ""))
+        return value
+    return parse
+
+
+_positive_int = int_at_least(1)
 
 
 def _float(text: str) -> float:

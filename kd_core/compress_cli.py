@@ -30,20 +30,12 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _runs(text: str) -> int:
-    """argparse type: timed runs per latency figure, at least 20."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 20:
-        raise argparse.ArgumentTypeError(f"{value} runs is too few: latency medians need at least 20")
-    return value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the `compress` sub-command."""
+    from kd_core.cli import int_at_least
     from kd_core.config import PRESETS
+
+    _runs = int_at_least(20)  # timed runs per latency figure: medians need at least 20
 
     p = sub.add_parser("compress", help="distil -> prune -> quantize: size, FLOPs, latency, memory and accuracy "
                                         "per stage")

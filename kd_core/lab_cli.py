@@ -46,22 +46,11 @@ def _number_list(kind: type, name: str):
     return parse
 
 
-def _train_limit(text: str) -> int | None:
-    """argparse type: an image count >= 10, or 'all'."""
-    if text.strip().lower() == "all":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither an integer nor 'all'") from None
-    if value < 10:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 10 (or 'all')")
-    return value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `experiment` command and its experiments to the CLI's subparsers."""
-    from kd_core.cli import _float, _positive_int
+    from kd_core.cli import _float, _positive_int, int_at_least
+
+    _train_limit = int_at_least(10, allow_all=True)  # an image count, or 'all'
 
     experiment = sub.add_parser("experiment", help="dark-knowledge lab: when and why distillation works")
     names = experiment.add_subparsers(dest="experiment", required=True, metavar="NAME")
