@@ -151,18 +151,25 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _run(args: argparse.Namespace) -> int:
-    """Run the experiment the flags describe, print the table, write JSON if asked."""
-    from kd_core.experiment import run_experiment  # imports torch: only when needed
+def prepare(cfg, data_dir: Path | None) -> int:
+    """Point the loaders at --data-dir, give torch its threads and load the dataset once; returns the thread count."""
     from kd_core.data import load_dataset
     from kd_core.train import configure_threads
 
-    cfg = config_from_args(args)
-    if args.data_dir:
-        os.environ[paths.DATA_ENV] = str(args.data_dir)
+    if data_dir:
+        os.environ[paths.DATA_ENV] = str(data_dir)
     threads = configure_threads()
-    started = time.perf_counter()
     load_dataset(cfg.dataset)
+    return threads
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the experiment the flags describe, print the table, write JSON if asked."""
+    from kd_core.experiment import run_experiment  # imports torch: only when needed
+
+    cfg = config_from_args(args)
+    started = time.perf_counter()
+    threads = prepare(cfg, args.data_dir)
     print(f"{cfg.dataset}: teacher {cfg.teacher}, students {cfg.student}, T={cfg.temperature:g}, "
           f"alpha={cfg.alpha:g} (weight of the teacher's soft targets), {cfg.seeds} seed(s), {threads} threads",
           file=sys.stderr)

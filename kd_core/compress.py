@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from kd_core import store
-from kd_core.config import RunConfig, checked_replace
+from kd_core.config import RunConfig, checked_replace, require
 from kd_core.data import Dataset, load_dataset, to_float
 from kd_core.evaluate import accuracy, latency, predict_logits
 from kd_core.experiment import balanced_subset, cached_teacher, run_experiment, student_checkpoint_path
@@ -88,9 +88,7 @@ class CompressConfig:
             (self.backend in torch.backends.quantized.supported_engines,
              f"quantized backend must be one of {torch.backends.quantized.supported_engines}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        require(checks)
         return self
 
     def as_dict(self) -> dict[str, Any]:

@@ -8,7 +8,6 @@ measures every model in this one process and prints a table. torch is imported o
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -78,11 +77,9 @@ class _Printer:
 def run(args: argparse.Namespace) -> int:
     """Run the compression pipeline the flags describe; print the table; write JSON / copy exports if asked."""
     from kd_core.compress import CompressConfig, compress, export_folder, format_table
+    from kd_core.cli import prepare
     from kd_core.config import preset
-    from kd_core.train import configure_threads
 
-    if args.data_dir:
-        os.environ[paths.DATA_ENV] = str(args.data_dir)
     if args.batch < 2:
         raise ValueError("--batch must be at least 2")
     changes = {"dataset": args.dataset}
@@ -93,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = preset(args.preset).replace(**changes)
     ccfg = CompressConfig(sparsity=args.sparsity, finetune_epochs=args.finetune_epochs, quantize=args.quantize,
                           latency_runs=args.runs, throughput_batch=args.batch, export_onnx=not args.no_onnx)
-    threads = configure_threads()
+    threads = prepare(cfg, args.data_dir)
     print(f"{cfg.dataset}, preset {args.preset}: student {cfg.student}, sparsity {ccfg.sparsity:.0%}, "
           f"int8 {'on' if ccfg.quantize else 'off (--quantize adds it)'}, {threads} torch threads", file=sys.stderr)
     out = compress(cfg, ccfg, on_event=_Printer(), use_cache=not args.no_cache)

@@ -16,6 +16,13 @@ def checked_replace(settings: Any, what: str, changes: dict[str, Any]) -> Any:
     return dataclasses.replace(settings, **changes)
 
 
+def require(checks: list[tuple[bool, str]]) -> None:
+    """Raise ValueError with the message of the first (ok, message) pair that is not ok."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a teacher -> distilled student -> scratch student comparison."""
@@ -56,9 +63,7 @@ class RunConfig:
             (self.hint_weight >= 0, "hint weight must be zero (off) or positive"),
             (self.hint_loss in ("mse", "cosine"), "hint loss must be 'mse' or 'cosine'"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        require(checks)
         return self
 
     def as_dict(self) -> dict[str, Any]:

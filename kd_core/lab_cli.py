@@ -9,7 +9,6 @@ flags below override it. torch is imported only when an experiment runs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -209,14 +208,10 @@ def format_table(result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the experiment the flags describe, print its table, write JSON if asked."""
     from kd_core import lab
-    from kd_core.data import load_dataset
-    from kd_core.train import configure_threads
+    from kd_core.cli import prepare
 
     cfg = config_from_args(args)
-    if args.data_dir:
-        os.environ[paths.DATA_ENV] = str(args.data_dir)
-    threads = configure_threads()
-    load_dataset(cfg.dataset)
+    threads = prepare(cfg, args.data_dir)
     print(f"experiment {args.experiment} on {cfg.dataset}: teacher {cfg.teacher}, students {cfg.student}, "
           f"alpha={cfg.alpha:g} (weight of the teacher's soft targets), {cfg.seeds} seed(s), {threads} threads",
           file=sys.stderr)
