@@ -16,6 +16,7 @@ from kd_core.config import PRESETS
 from kd_core.data import DATASETS
 
 st.set_page_config(page_title="KD Lab", page_icon=":material/science:", layout="wide")
+ui.configure_logging()
 ui.init_state()
 
 PAGES = [
@@ -33,7 +34,6 @@ page = st.navigation(PAGES)
 
 with st.sidebar:
     st.selectbox("Dataset", list(DATASETS), key="dataset", format_func=ui.dataset_label,
-                 
                  help="Where the images come from. The MNIST sample is bundled and always works offline.")
     available, where = ui.dataset_status(st.session_state["dataset"])
     st.caption(DATASETS[st.session_state["dataset"]].title)

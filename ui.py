@@ -7,6 +7,7 @@ so the first screen paints before it loads.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any, Callable
@@ -28,6 +29,17 @@ PRESET_LABELS = {
 DATASET_LABELS = {"mnist-sample": "MNIST sample (bundled)", "mnist": "MNIST (full)", "fashion-mnist": "Fashion-MNIST"}
 ROLE_TITLES = {"teacher": "teacher", "distilled": "distilled student", "scratch": "scratch student",
                "distilled_all": "distilled student (every class)"}
+
+
+@st.cache_resource(show_spinner=False)
+def configure_logging() -> None:
+    """Once per server: kd_core's INFO lines (each job's start and end, cache problems) go to the server's stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    engine_log = logging.getLogger("kd_core")
+    engine_log.addHandler(handler)
+    engine_log.setLevel(logging.INFO)
+    engine_log.propagate = False
 
 
 def tiny() -> bool:

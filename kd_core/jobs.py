@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
@@ -14,6 +15,7 @@ from kd_core.train import TrainingCancelled, configure_threads
 # A job's work: fn(report, should_stop) -> result, where report(event) records progress.
 Work = Callable[[Callable[[Any], None], Callable[[], bool]], Any]
 KEEP_FINISHED = 50  # finished jobs remembered in memory (results also live in the disk cache)
+log = logging.getLogger("kd_core.jobs")  # one line per job start and end: what a server actually computed
 
 
 @dataclass
@@ -87,6 +89,7 @@ class JobRunner:
             job.status = "cancelled"
         else:
             job.status = "running"
+            log.info("job started: %s (%s)", job.key, job.label)
             try:
                 job.result = work(job.events.append, job._cancel.is_set)
                 job.status = "done"
@@ -97,6 +100,7 @@ class JobRunner:
                 job.status = "failed"
                 traceback.print_exc()
         job.finished_at = time.time()
+        log.info("job %s: %s after %.1f s", job.status, job.key, job.finished_at - job.submitted_at)
         job._done.set()
 
     def _forget_old(self) -> None:
