@@ -31,6 +31,7 @@ PAGES = [
     st.Page("app_pages/language.py", title="Language models", icon=":material/text_fields:"),
 ]
 page = st.navigation(PAGES)
+ui.show_link_problems()
 
 with st.sidebar:
     st.selectbox("Dataset", list(DATASETS), key="dataset", format_func=ui.dataset_label,
@@ -46,6 +47,16 @@ with st.sidebar:
     st.caption(f"T = {cfg.temperature:g}, alpha = {cfg.alpha:g} (alpha = weight of the teacher's soft targets), "
                f"{cfg.student_epochs} student epochs, {cfg.seeds} seed(s)"
                + (". Tiny mode: every run is shrunk to seconds." if ui.tiny() else "."))
+    ui.sync_link()
+    with st.popover("Share these settings", icon=":material/link:"):
+        st.caption("This link opens the app with the same dataset, preset, T, alpha, epochs and seeds "
+                   "(and shows the run's result at once if it has finished on this server). The address bar holds it too.")
+        st.code(ui.share_link(), language=None, wrap_lines=True)
+    st.toggle("Lesson mode", key="lesson", help="A guided path through the pages for a teacher: what to click, "
+                                                 "what to notice and a question for the class on each step.")
+
+if st.session_state.get("lesson"):
+    ui.lesson_panel(page, PAGES)
 
 try:
     page.run()

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from kd_core import url_settings
 from kd_core.config import RunConfig, preset
 from kd_core.data import DATASETS, DatasetError, availability
 
@@ -62,18 +63,54 @@ def reset_settings() -> None:
 
 
 def init_state() -> None:
-    """Default the shared settings once per session (kept apart from widget state, which pages drop)."""
+    """Once per session: the shared settings from the page link (bad values reported, defaults kept), else defaults.
+
+    Settings are kept apart from widget state, which Streamlit drops when a page without the widget runs.
+    """
     state = st.session_state
-    state.setdefault("dataset", "mnist-sample")
-    state.setdefault("preset", "classroom")
-    if "settings" not in state:
-        reset_settings()
+    if "settings" in state:
+        return
+    from_link, state["link_problems"] = url_settings.parse(st.query_params.to_dict())
+    state["dataset"] = from_link.get("dataset", "mnist-sample")
+    state["preset"] = from_link.get("preset", "classroom")
+    reset_settings()
+    state["settings"].update(from_link["settings"])
+
+
+def sync_link() -> None:
+    """Write the current settings into the page's URL (so the address bar is a shareable link to this experiment)."""
+    state = st.session_state
+    st.query_params.from_dict(url_settings.encode(state["dataset"], state["preset"], state["settings"]))
+
+
+def share_link() -> str:
+    """The full link to this app with the current settings (the address bar's, written out for copying)."""
+    from urllib.parse import urlencode, urlsplit
+
+    state = st.session_state
+    base = urlsplit(st.context.url or "http://localhost:8501/")
+    query = urlencode(url_settings.encode(state["dataset"], state["preset"], state["settings"]))
+    return f"{base.scheme}://{base.netloc}{base.path}?{query}"
+
+
+def show_link_problems() -> None:
+    """Once per session: say which values of the opening link were not usable (their defaults were used)."""
+    problems = st.session_state.pop("link_problems", None)
+    if problems:
+        st.warning("Some settings in this link could not be used:\n\n" + "\n".join(f"- {p}" for p in problems))
 
 
 def setting_widget(widget: Callable[..., Any], label: str, name: str, **kwargs: Any) -> Any:
-    """A page widget (st.slider, st.toggle, ...) bound to the shared setting `name`, on any page that shows it."""
+    """A page widget (st.slider, st.toggle, ...) bound to the shared setting `name`, on any page that shows it.
+
+    A slider's range and step are those a shareable link may carry (kd_core.url_settings), unless given.
+    """
     init_state()  # a page may run before the router has (e.g. AppTest on a page file)
     key = f"w_{name}"
+    setting = url_settings.BY_FIELD.get(name)
+    if setting is not None and setting.kind is not bool:
+        kwargs = {"min_value": setting.kind(setting.low), "max_value": setting.kind(setting.high),
+                  "step": setting.kind(setting.step), **kwargs}
 
     def sync() -> None:
         st.session_state["settings"][name] = st.session_state[key]
@@ -302,6 +339,36 @@ def job_progress(key: str, draw: Callable[[Any], None] | None = None) -> None:
             draw(job)
 
     panel()
+
+
+def lesson_panel(page, pages: list) -> None:
+    """Lesson mode's box on top of `page`: this step's what to do, what to notice, the question, and the way on.
+
+    `pages` are the app's st.Page objects; lesson steps name their page by its title.
+    """
+    import lesson
+
+    by_title = {p.title: p for p in pages}
+    index = lesson.step_for(page.title)
+    if index is None:
+        first = lesson.STEPS[0]
+        st.info("Lesson mode: this page is not a stop of the guided lesson.")
+        st.page_link(by_title[first.page], label=f"Go to step 1: {first.title}", icon=":material/school:")
+        return
+    step, count = lesson.STEPS[index], len(lesson.STEPS)
+    with st.container(border=True):
+        st.markdown(f"**Lesson, step {index + 1} of {count}: {step.title}**")
+        st.markdown(f"**Do:** {step.do}\n\n**Notice:** {step.notice}\n\n**Ask the class:** {step.question}")
+        back, forward = st.columns(2)
+        if index > 0:
+            previous = lesson.STEPS[index - 1]
+            back.page_link(by_title[previous.page], label=f"Back: step {index}, {previous.title}", icon=":material/arrow_back:")
+        if index + 1 < count:
+            following = lesson.STEPS[index + 1]
+            forward.page_link(by_title[following.page], label=f"Next: step {index + 2}, {following.title}",
+                              icon=":material/arrow_forward:")
+        else:
+            forward.markdown("End of the lesson. Open **Run history** to compare every run the class made.")
 
 
 def chart_filename(fig) -> str:

@@ -10,14 +10,13 @@ st.markdown("Two students with the **same architecture, the same starting weight
             "order and the same optimizer** are trained. Only the loss differs: the *distilled* student uses the "
             "formula below; the *scratch* student uses the labels alone (alpha = 0).")
 c1, c2, c3, c4 = st.columns(4)
-ui.setting_widget(c1.slider, "Temperature T", "temperature", min_value=0.5, max_value=20.0, step=0.5,
+ui.setting_widget(c1.slider, "Temperature T", "temperature",
                   help="Softens teacher and student outputs in the soft term. Explore it on the Temperature page.")
-ui.setting_widget(c2.slider, "alpha (weight of the teacher's soft targets)", "alpha", min_value=0.0,
-                  max_value=1.0, step=0.05,
+ui.setting_widget(c2.slider, "alpha (weight of the teacher's soft targets)", "alpha",
                   help="0 = labels only (the same as the scratch student); 1 = teacher only. The Keras example's "
                        "alpha weights the labels instead, so its alpha = 0.1 is our 0.9.")
-ui.setting_widget(c3.slider, "Student epochs", "student_epochs", min_value=1, max_value=60)
-ui.setting_widget(c4.slider, "Seeds", "seeds", min_value=1, max_value=5,
+ui.setting_widget(c3.slider, "Student epochs", "student_epochs")
+ui.setting_widget(c4.slider, "Seeds", "seeds",
                   help="Each seed is a new pair of students (new starting weights and data order). Several seeds "
                        "show how much results vary by chance.")
 ui.setting_widget(st.toggle, "Multiply the soft term by T²", "t_squared",

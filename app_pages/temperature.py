@@ -33,7 +33,7 @@ gallery = [most_ambiguous(c) for c in range(len(classes))]
 state = st.session_state
 state.setdefault("temp_image", gallery[0])
 
-T = ui.setting_widget(st.slider, "Temperature T", "temperature", min_value=0.5, max_value=20.0, step=0.5,
+T = ui.setting_widget(st.slider, "Temperature T", "temperature",
                       help="Shared with the Distill page: the T you choose here is the T the distilled student trains with.")
 
 st.markdown("**Pick a test image** (for each class, the one the teacher finds most ambiguous yet gets right), or a random one:")
