@@ -26,12 +26,15 @@ PAGES = [
     st.Page("app_pages/temperature.py", title="Temperature", icon=":material/thermostat:"),
     st.Page("app_pages/distill.py", title="Distill", icon=":material/science:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("app_pages/your_digit.py", title="Your digit", icon=":material/draw:"),
     st.Page("app_pages/efficiency.py", title="Efficiency", icon=":material/speed:"),
     st.Page("app_pages/experiments.py", title="Experiments", icon=":material/experiment:"),
+    st.Page("app_pages/history.py", title="Run history", icon=":material/history:"),
     st.Page("app_pages/language.py", title="Language models", icon=":material/text_fields:"),
 ]
 page = st.navigation(PAGES)
 ui.show_link_problems()
+ui.show_cache_problem()
 
 with st.sidebar:
     st.selectbox("Dataset", list(DATASETS), key="dataset", format_func=ui.dataset_label,

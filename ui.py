@@ -45,7 +45,7 @@ def configure_logging() -> None:
 
 def tiny() -> bool:
     """Whether runs are shrunk to seconds ($KD_LAB_TINY=1)."""
-    return os.environ.get(TINY_ENV, "").strip() not in ("", "0", "false", "no")
+    return os.environ.get(TINY_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def base_preset(name: str) -> RunConfig:
@@ -98,6 +98,19 @@ def show_link_problems() -> None:
     problems = st.session_state.pop("link_problems", None)
     if problems:
         st.warning("Some settings in this link could not be used:\n\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def show_cache_problem() -> None:
+    """Once per session: say so when the cache folder cannot be written (runs still work; nothing is kept)."""
+    if st.session_state.get("cache_checked"):
+        return
+    st.session_state["cache_checked"] = True
+    from kd_core import paths, store
+
+    problem = store.check_writable()
+    if problem:
+        st.warning(f"The cache folder `{paths.cache_dir()}` is not writable ({problem}): runs work, but their "
+                   "results and trained models are not kept.")
 
 
 def setting_widget(widget: Callable[..., Any], label: str, name: str, **kwargs: Any) -> Any:
@@ -384,6 +397,19 @@ def chart(fig, key: str, where: Any = None) -> None:
     config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": chart_filename(fig),
                                                              "scale": 2}}
     (where or st).plotly_chart(fig, key=key, config=config)
+
+
+def download_buttons(name: str, rows: list[dict[str, Any]], document: dict[str, Any]) -> None:
+    """Two buttons side by side: the rows as CSV and the whole result as JSON (kd-lab-<name>.csv / .json)."""
+    from kd_core.export import to_csv, to_json
+
+    with st.container(horizontal=True):
+        st.download_button("Table (CSV)", to_csv(rows), file_name=f"kd-lab-{name}.csv", mime="text/csv",
+                           key=f"dl-{name}-csv", on_click="ignore", icon=":material/download:",
+                           help="One row per model and seed, numbers at full precision (accuracies as fractions).")
+        st.download_button("Everything (JSON)", to_json(document), file_name=f"kd-lab-{name}.json",
+                           mime="application/json", key=f"dl-{name}-json", on_click="ignore",
+                           icon=":material/download:", help="The whole result: settings, every number, the curves.")
 
 
 def noise_verdict(result: dict[str, Any]) -> tuple[str, str]:

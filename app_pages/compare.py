@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from kd_core import charts
+from kd_core import charts, export
 
 st.title("Compare: teacher, distilled student, scratch student")
 cfg = ui.current_config()
@@ -21,16 +21,16 @@ if result is None:
             "the Distill page.")
 st.caption(f"Run: {ui.config_summary(result['config'])}.")
 
-st.plotly_chart(charts.accuracy_comparison(result), key="compare-accuracy")
+ui.chart(charts.accuracy_comparison(result), key="compare-accuracy")
 st.caption("Notice: error bars are ± one standard deviation over seeds; a gap smaller than them is not "
            "evidence that distillation helped.")
 ui.show_verdict(result)
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(charts.per_class_accuracy(result), key="compare-per-class")
+    ui.chart(charts.per_class_accuracy(result), key="compare-per-class")
     st.caption("Notice: where the two students differ most — often the classes that look alike.")
 with right:
-    st.plotly_chart(charts.agreement_with_teacher(result), key="compare-agreement")
+    ui.chart(charts.agreement_with_teacher(result), key="compare-agreement")
     st.caption("Notice: the distilled student imitates the teacher, so it agrees with it more often.")
 
 st.subheader("Efficiency: a smaller, faster model that keeps most of the accuracy")
@@ -52,3 +52,9 @@ else:
     if st.button("Measure latency again"):
         ui.measure_latency.clear()
         st.rerun()
+
+st.subheader("Take the results with you")
+ui.download_buttons(f"comparison-{result['key']}", export.comparison_rows(result), result)
+st.caption("For slides and homework: the table has one row per model and seed (accuracy overall and per class, "
+           "agreement with the teacher, size, training time); the JSON holds the whole run, curves included. "
+           "Each chart downloads as a PNG from the camera button at its top right.")

@@ -38,6 +38,6 @@ for i, index in enumerate(picks):
 
 train_counts = np.bincount(labels, minlength=len(dataset.classes))
 test_counts = np.bincount(dataset.test_y.numpy(), minlength=len(dataset.classes))
-st.plotly_chart(charts.class_counts(train_counts, test_counts, dataset.classes), key="data-counts")
+ui.chart(charts.class_counts(train_counts, test_counts, dataset.classes), key="data-counts")
 st.caption("Notice: the classes are roughly balanced, so accuracy is a fair summary; a class the teacher "
            "rarely sees would be the one where its soft targets help the student most.")

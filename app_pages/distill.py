@@ -33,14 +33,14 @@ def draw(job):
     if not students:
         teacher = histories.get("teacher")
         if teacher:
-            st.plotly_chart(charts.training_curves({"teacher": teacher}, "loss",
-                                                   title="Training the teacher first"), key="distill-live-teacher")
+            ui.chart(charts.training_curves({"teacher": teacher}, "loss",
+                                            title="Training the teacher first"), key="distill-live-teacher")
         return
     left, right = st.columns(2)
-    left.plotly_chart(charts.training_curves(students, "test_acc"), key="distill-live-acc")
+    ui.chart(charts.training_curves(students, "test_acc"), key="distill-live-acc", where=left)
     if "distilled" in students:
-        right.plotly_chart(charts.loss_parts(students["distilled"], cfg.temperature, cfg.alpha, cfg.t_squared),
-                           key="distill-live-parts")
+        ui.chart(charts.loss_parts(students["distilled"], cfg.temperature, cfg.alpha, cfg.t_squared),
+                 key="distill-live-parts", where=right)
     st.caption("Notice: the distilled student trains first, then the scratch one from the same weights "
                "(seed 0 shown).")
 
@@ -58,13 +58,13 @@ st.markdown(f"**Same start:** the first layer's weight norm before training was 
 histories = {role: runs[role][0]["history"] for role in runs}
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(charts.training_curves(histories, "test_acc",
-                                           title="Test accuracy after each epoch (seed 0)"), key="distill-acc")
+    ui.chart(charts.training_curves(histories, "test_acc",
+                                    title="Test accuracy after each epoch (seed 0)"), key="distill-acc")
     st.caption("Notice: with few labelled images the scratch student stalls; the teacher's soft targets "
                "keep the distilled one improving.")
 with right:
-    st.plotly_chart(charts.loss_parts(histories["distilled"], cfg.temperature, cfg.alpha, cfg.t_squared),
-                    key="distill-parts")
+    ui.chart(charts.loss_parts(histories["distilled"], cfg.temperature, cfg.alpha, cfg.t_squared),
+             key="distill-parts")
     st.caption("Notice: the soft term (T²·KL) is what the distilled student mostly optimises; the hard CE "
                "falls alongside it.")
 m = result["models"]

@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 import ui
-from kd_core import charts
+from kd_core import charts, export
 
 st.title("Efficiency: smaller and faster, measured on this machine")
 st.markdown("People distil to **deploy**: fewer parameters, less memory, lower latency. This page measures that "
@@ -103,17 +103,18 @@ st.caption("Size on disk: bytes of the saved weights file (torch.save of the sta
            "not skip zeros either, so pruning alone does not make it faster. Peak memory: weights + input + the "
            "most the forward pass holds allocated at once, from torch's profiler. FLOPs of int8 rows are int8 "
            "multiply-adds.")
+ui.download_buttons(f"compression-{out['key']}", export.compression_rows(out), out)
 
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(charts.efficiency_pareto(rows, "latency"), key="eff-pareto-latency")
+    ui.chart(charts.efficiency_pareto(rows, "latency"), key="eff-pareto-latency")
     st.caption("Notice: the students sit far to the left of the teacher at a modest accuracy cost; the arrows "
                "follow distil → prune → quantize.")
 with right:
-    st.plotly_chart(charts.efficiency_pareto(rows, "size"), key="eff-pareto-size")
+    ui.chart(charts.efficiency_pareto(rows, "size"), key="eff-pareto-size")
     st.caption("Notice: int8 (diamonds) moves a model about 3× to the left; pruning alone does not, because "
                "the zeros are still stored.")
-st.plotly_chart(charts.finetune_recovery(rows), key="eff-recovery")
+ui.chart(charts.finetune_recovery(rows), key="eff-recovery")
 gap = 100 * (kd["accuracy"] - ce["accuracy"])
 lost = 100 * (d["accuracy"] - by_id["pruned"]["accuracy"])
 st.caption(f"Notice: pruning alone {'cost' if lost > 0 else 'changed'} {abs(lost) if lost > 0 else -lost:+.1f} points"

@@ -7,7 +7,7 @@ comes from the lab's cache at once; a running one shows its progress and the par
 import streamlit as st
 
 import ui
-from kd_core import charts
+from kd_core import charts, export
 
 st.title("Experiments: when and why distillation helps")
 st.markdown(
@@ -53,7 +53,7 @@ with budget_tab:
     def draw_budget(job):
         rows = ui.lab_parts(job)
         if rows:
-            st.plotly_chart(charts.budget_accuracy(rows, cfg.seeds), key="budget-live")
+            ui.chart(charts.budget_accuracy(rows, cfg.seeds), key="budget-live")
             st.caption("Notice: each budget appears as soon as all its seeds have finished.")
 
     result = ui.lab_section("data-budget", cfg, dataset, params, draw_budget,
@@ -63,13 +63,13 @@ with budget_tab:
         run_note(result, " — each budget trains for the same number of steps as that, whatever its image count")
         rows, seeds = result["rows"], result["seeds"]
         left, right = st.columns(2)
-        left.plotly_chart(charts.budget_accuracy(rows, seeds), key="budget-accuracy")
+        ui.chart(charts.budget_accuracy(rows, seeds), key="budget-accuracy", where=left)
         small, large = rows[0], rows[-1]
         left.caption(f"Notice: distillation changes test accuracy by {100 * small['gain']:+.1f} points with "
                      f"{small['images']:,} labelled images and by {100 * large['gain']:+.1f} with {large['images']:,}"
                      + (" — the teacher's soft targets are worth most when labels are few." if small["gain"] >
                         max(large["gain"], 0) else "."))
-        right.plotly_chart(charts.budget_gain(rows, seeds), key="budget-gain")
+        ui.chart(charts.budget_gain(rows, seeds), key="budget-gain", where=right)
         right.caption("Notice: a gain inside the grey band is smaller than the noise (seed spread plus the "
                       "luck of the test set) and could be chance.")
         beyond = [r for r in rows if not r["within_noise"]]
@@ -95,6 +95,7 @@ with budget_tab:
                        "verdict": "within noise" if r["within_noise"] else "beyond noise"} for r in rows],
                      hide_index=True, width="stretch")
         st.caption(f"Noise rule: {result['noise_rule']}.")
+        ui.download_buttons(f"data-budget-{result['key']}", export.experiment_rows("data-budget", result), result)
 
 # ----------------------------------------------------------------------------------------------------
 with missing_tab:
@@ -136,7 +137,7 @@ with missing_tab:
                   f"{-100 * result['other_class_gap']['corrected']:+.1f} points",
                   help="Accuracy on the other classes of the bias-corrected student minus that of a distilled "
                        "student trained on every class (same images otherwise).")
-        st.plotly_chart(charts.omitted_class_accuracy(result), key="missing-accuracy")
+        ui.chart(charts.omitted_class_accuracy(result), key="missing-accuracy")
         gap = 100 * result["other_class_gap"]["corrected"]
         st.caption(f"Notice: on the test {name}s the scratch student scores "
                    f"{pct(m['scratch']['label_accuracy_mean'])} (it cannot answer a class it never saw), the "
@@ -147,7 +148,7 @@ with missing_tab:
         left, right = st.columns(2)
         with left:
             bias = result["bias"]
-            st.plotly_chart(charts.bias_curve(bias["curve"], bias["chosen"][0], name), key="missing-bias")
+            ui.chart(charts.bias_curve(bias["curve"], bias["chosen"][0], name), key="missing-bias")
             st.caption(f"Notice: the chosen bias (+{bias['chosen'][0]:g}) is the one that maximises accuracy on "
                        f"{result['heldout_images']:,} held-out TRAINING images ({result['heldout_label_images']} of "
                        f"them {name}s), never on test data: the test images only report the result.")
@@ -156,9 +157,9 @@ with missing_tab:
                      "scratch": "scratch", "distilled_all": "saw every class"}
             role = st.radio("Confusion matrix of", list(roles), format_func=roles.get, horizontal=True,
                             key="missing-confusion-role")
-            st.plotly_chart(charts.confusion(result["confusion"][role], classes,
-                                             f"Test confusion matrix: {roles[role]} student (seed 0)"),
-                            key="missing-confusion")
+            ui.chart(charts.confusion(result["confusion"][role], classes,
+                                      f"Test confusion matrix: {roles[role]} student (seed 0)"),
+                     key="missing-confusion")
             row = result["confusion"][role][label]
             mistakes = sorted(((n, classes[j]) for j, n in enumerate(row) if j != label), reverse=True)
             st.caption(f"Notice: row {name} — of {sum(row)} test {name}s, {row[label]} are called {name}"
@@ -172,7 +173,7 @@ with missing_tab:
             with columns[i % 4]:
                 d, c = ex["distilled"]["predicted"], ex["distilled_corrected"]["predicted"]
                 st.image(dataset.test_x[ex["test_index"]].numpy(), width=64)
-                st.plotly_chart(charts.soft_output_bars(
+                ui.chart(charts.soft_output_bars(
                     ex["distilled"]["probabilities"], classes, label,
                     f"says {classes[d]}" + ("" if c == d else f"; {classes[c]} with bias")), key=f"missing-ex-{i}")
         wrong = [ex for ex in examples if ex["distilled"]["predicted"] != label]
@@ -183,6 +184,7 @@ with missing_tab:
                    f"{len(examples)} correctly, from the teacher's soft targets alone"
                    + (f"; of the {len(wrong)} it misses, {name} is the second choice in {second}, and the bias "
                       f"correction fixes {fixed}." if wrong else "."))
+        ui.download_buttons(f"omitted-class-{result['key']}", export.experiment_rows("omitted-class", result), result)
 
 # ----------------------------------------------------------------------------------------------------
 with sweep_tab:
@@ -202,7 +204,7 @@ with sweep_tab:
         cells = [p for p in parts if "temperature" in p]
         if not cells:
             return
-        st.plotly_chart(charts.sweep_heatmap(temperatures, alphas, cells, scratch), key="sweep-live")
+        ui.chart(charts.sweep_heatmap(temperatures, alphas, cells, scratch), key="sweep-live")
         st.caption(f"Notice: cells fill in as they finish ({len(cells)} of {cells_n}).")
 
     result = ui.lab_section("sweep", cfg, dataset, params, draw_sweep,
@@ -211,13 +213,15 @@ with sweep_tab:
     if result is not None:
         run_note(result, " — T and alpha as in each cell")
         best, scratch = result["best"], result["scratch"]
-        st.plotly_chart(charts.sweep_heatmap(result["temperatures"], result["alphas"], result["cells"],
-                                             scratch["mean"]), key="sweep-map")
+        ui.chart(charts.sweep_heatmap(result["temperatures"], result["alphas"], result["cells"],
+                                      scratch["mean"]), key="sweep-map")
         near = len(result["within_noise"])
         st.caption(f"Notice: the best cell (★, red ring) is T = {best['temperature']:g}, alpha = {best['alpha']:g} "
                    f"at {pct(best['mean'])}, {100 * best['gain']:+.1f} points vs scratch ({pct(scratch['mean'])}); "
                    f"{near - 1} other cell{'s are' if near != 2 else ' is'} within noise of it (ringed).")
         st.caption(f"Noise rule: {result['noise_rule']}.")
+        ui.download_buttons(f"sweep-{ui.lab_key('sweep', cfg, dataset, params)}",
+                            export.experiment_rows("sweep", result), result)
 
 # ----------------------------------------------------------------------------------------------------
 with t2_tab:
@@ -235,8 +239,8 @@ with t2_tab:
         rows = ui.lab_parts(job)
         if rows:
             left, right = st.columns(2)
-            left.plotly_chart(charts.t2_gradients(rows), key="t2-live-grad")
-            right.plotly_chart(charts.t2_accuracy(rows, None, cfg.seeds), key="t2-live-acc")
+            ui.chart(charts.t2_gradients(rows), key="t2-live-grad", where=left)
+            ui.chart(charts.t2_accuracy(rows, None, cfg.seeds), key="t2-live-acc", where=right)
             st.caption("Notice: temperatures appear as they finish.")
 
     result = ui.lab_section("t-squared", cfg, dataset, params, draw_t2,
@@ -247,13 +251,13 @@ with t2_tab:
         rows = result["rows"]
         left, right = st.columns(2)
         with left:
-            st.plotly_chart(charts.t2_gradients(rows), key="t2-grad")
+            ui.chart(charts.t2_gradients(rows), key="t2-grad")
             hi = rows[-1]
             ratio = hi["with_t2"]["soft_grad_params"] / max(hi["without_t2"]["soft_grad_params"], 1e-30)
             st.caption(f"Notice: without T² the soft gradient collapses as T grows — at T = {hi['temperature']:g} "
                        f"it is {ratio:,.0f}× smaller than with T², far below the hard term's.")
         with right:
-            st.plotly_chart(charts.t2_accuracy(rows, result["scratch"]["mean"], result["seeds"]), key="t2-acc")
+            ui.chart(charts.t2_accuracy(rows, result["scratch"]["mean"], result["seeds"]), key="t2-acc")
             with_t2, without = hi["with_t2"]["accuracy_mean"], hi["without_t2"]["accuracy_mean"]
             scratch = result["scratch"]["mean"]
             st.caption(f"Notice: at T = {hi['temperature']:g} the student reaches {pct(with_t2)} with T² and "
@@ -262,3 +266,4 @@ with t2_tab:
                           "from the labels alone." if abs(without - scratch) < abs(with_t2 - scratch) else "."))
         note = result["gradient_note"]
         st.caption(f"How the gradient is measured: {note}.")
+        ui.download_buttons(f"t-squared-{result['key']}", export.experiment_rows("t-squared", result), result)

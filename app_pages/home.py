@@ -31,8 +31,8 @@ dataset = ui.require_dataset()
 def draw(job):
     histories = charts.events_to_histories(job.events)
     left, right = st.columns(2)
-    left.plotly_chart(charts.training_curves(histories, "test_acc"), key="home-live-acc")
-    right.plotly_chart(charts.training_curves(histories, "loss"), key="home-live-loss")
+    ui.chart(charts.training_curves(histories, "test_acc"), key="home-live-acc", where=left)
+    ui.chart(charts.training_curves(histories, "loss"), key="home-live-loss", where=right)
     st.caption("Notice: the teacher trains first; then both students train on the same few images — "
                "watch whether the distilled one's test accuracy climbs higher.")
 
@@ -42,7 +42,7 @@ result = ui.experiment_section(cfg, dataset, draw, demo, "home-run")
 if result is not None:
     st.success(f"Done: {ui.config_summary(result['config'])}."
                + (" (From the cache: this exact run had finished before.)" if result.get("cached") else ""))
-    st.plotly_chart(charts.accuracy_comparison(result), key="home-comparison")
+    ui.chart(charts.accuracy_comparison(result), key="home-comparison")
     st.caption("Notice: how close the small distilled student gets to the big teacher, compared with the "
                "same small network trained on labels alone.")
     ui.show_verdict(result)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from kd_core import charts
+from kd_core import charts, export
 from kd_core import lm
 
 st.title("Language models: distilling a character-level transformer")
@@ -88,8 +88,8 @@ st.caption(f"Teacher: {base.teacher_layers} layers x {base.teacher_width} wide, 
 
 def draw(job) -> None:
     histories = charts.events_to_histories(job.events)
-    st.plotly_chart(charts.lm_training_curves(histories, "Training now: loss on the true next character (seed 0)"),
-                    key="lm-live")
+    ui.chart(charts.lm_training_curves(histories, "Training now: loss on the true next character (seed 0)"),
+             key="lm-live")
     st.caption("Notice: the teacher trains first (once; then it is cached), then the two students.")
 
 
@@ -122,14 +122,14 @@ else:
             "see whether the gap is larger than the spread between seeds.")
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(charts.lm_bpc_comparison(result), key="lm-bpc")
+    ui.chart(charts.lm_bpc_comparison(result), key="lm-bpc")
     st.caption("Notice: bits per character = average cross-entropy on the held-out text in bits; perplexity = "
                "2^bits, the number of characters the model is effectively choosing between.")
 with right:
     histories = {"teacher": result["teacher_history"],
                  **{role: m[role]["runs"][0]["history"] for role in ("distilled", "scratch")}}
-    st.plotly_chart(charts.lm_training_curves(histories, "Training loss on the true next character (seed 0)"),
-                    key="lm-curves")
+    ui.chart(charts.lm_training_curves(histories, "Training loss on the true next character (seed 0)"),
+             key="lm-curves")
     st.caption("Notice: the distilled student is scored here on the true characters although it trains mostly "
                "on the teacher's distributions.")
 rows = [{"model": charts.ROLE_NAMES[role], "parameters": m[role]["params"],
@@ -139,6 +139,7 @@ rows = [{"model": charts.ROLE_NAMES[role], "parameters": m[role]["params"],
         for role in ("teacher", "distilled", "scratch")]
 st.dataframe(rows, hide_index=True, width="stretch",
              column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+ui.download_buttons(f"language-model-{result['key']}", export.lm_rows(result), result)
 st.markdown(f"The student has **{m['teacher']['params'] / m['distilled']['params']:.0f}× fewer parameters** and "
             f"generates **{result['speedup']:.1f}× more characters per second** than the teacher (measured when the "
             "run finished: one CPU thread, one stream, 150 characters).")
@@ -204,9 +205,9 @@ view_t = c2.slider("T for the bars", 0.5, 8.0, 3.0, 0.5, key="lm_view_t",
 which = st.radio("Student beside the teacher", ["distilled", "scratch"], format_func=charts.ROLE_NAMES.get,
                  horizontal=True, key="lm_view_student")
 vocab = corpus_of(result["config"]["corpus"])
-st.plotly_chart(charts.next_char_bars(vocab.chars, lm.next_char_logits(models["teacher"], vocab, view_prompt).numpy(),
-                                      lm.next_char_logits(models[which], vocab, view_prompt).numpy(), view_t,
-                                      student_name=charts.ROLE_NAMES[which]), key="lm-next")
+ui.chart(charts.next_char_bars(vocab.chars, lm.next_char_logits(models["teacher"], vocab, view_prompt).numpy(),
+                               lm.next_char_logits(models[which], vocab, view_prompt).numpy(), view_t,
+                               student_name=charts.ROLE_NAMES[which]), key="lm-next")
 st.caption("Notice: in the middle of a word the teacher is fairly sure at T = 1 (\"str\" -> \"i\" for \"string\"); "
            "at higher T the rest of its ranking (which other letters could follow) becomes visible: that is what "
            "the distilled student learns from. After a space, many letters are plausible even at T = 1.")

@@ -20,8 +20,8 @@ def draw(job):
     history = charts.events_to_histories(job.events).get("teacher")
     if history:
         left, right = st.columns(2)
-        left.plotly_chart(charts.training_curves({"teacher": history}, "loss"), key="teacher-live-loss")
-        right.plotly_chart(charts.training_curves({"teacher": history}, "test_acc"), key="teacher-live-acc")
+        ui.chart(charts.training_curves({"teacher": history}, "loss"), key="teacher-live-loss", where=left)
+        ui.chart(charts.training_curves({"teacher": history}, "test_acc"), key="teacher-live-acc", where=right)
         st.caption("Notice: the loss falls within the first epoch; test accuracy is measured after each epoch.")
 
 
@@ -49,9 +49,9 @@ c3.metric("Weights size", f"{outputs['size_bytes'] / 1e6:.2f} MB")
 c4.metric("Training time", f"{meta['seconds']:.0f} s")
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(charts.training_curves({"teacher": meta["history"]}, "loss"), key="teacher-loss")
+    ui.chart(charts.training_curves({"teacher": meta["history"]}, "loss"), key="teacher-loss")
     st.caption("Notice: the training loss falls steeply at first, then flattens.")
-    st.plotly_chart(charts.training_curves({"teacher": meta["history"]}, "test_acc"), key="teacher-acc")
+    ui.chart(charts.training_curves({"teacher": meta["history"]}, "test_acc"), key="teacher-acc")
     st.caption("Notice: accuracy on images the teacher never trained on, after each epoch.")
 with right:
     import torch
@@ -59,6 +59,6 @@ with right:
 
     matrix = confusion_matrix(torch.from_numpy(outputs["logits"]), torch.from_numpy(outputs["labels"]),
                               len(dataset.classes)).tolist()
-    st.plotly_chart(charts.confusion(matrix, dataset.classes, "Teacher's confusion matrix on the test images"),
-                    key="teacher-confusion")
+    ui.chart(charts.confusion(matrix, dataset.classes, "Teacher's confusion matrix on the test images"),
+             key="teacher-confusion")
     st.caption("Notice: off-diagonal cells are the teacher's mistakes; they show which classes look alike.")

@@ -53,18 +53,18 @@ with left:
     st.markdown(f"Test image #{index}  \nTrue class: **{classes[labels[index]]}**  \n"
                 f"Teacher says: **{classes[predicted]}** ({probs_1[index, predicted]:.1%} at T = 1)")
 with right:
-    st.plotly_chart(charts.softmax_at_t(logits[index], T, classes), key="temp-softmax")
+    ui.chart(charts.softmax_at_t(logits[index], T, classes), key="temp-softmax")
     st.caption("Notice: at T = 1 nearly all the probability sits on one class; raise T and the runner-up "
                "classes appear — the teacher's opinion of what this image also looks like.")
 
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(charts.effective_classes_vs_t(logits[index], T), key="temp-entropy")
+    ui.chart(charts.effective_classes_vs_t(logits[index], T), key="temp-entropy")
     st.caption("Notice: the effective number of classes (e to the entropy) rises from 1 towards all "
                f"{len(classes)} as T grows; too high a T makes the targets nearly uniform and uninformative.")
 with right:
     hide = st.checkbox("Hide the diagonal (the correct class) to see the dark knowledge", value=True)
     average = charts.average_soft_targets(logits, labels, T, len(classes))
-    st.plotly_chart(charts.class_similarity(average, classes, T, hide_diagonal=hide), key="temp-heatmap")
+    ui.chart(charts.class_similarity(average, classes, T, hide_diagonal=hide), key="temp-heatmap")
     st.caption("Notice: bright cells pair classes the teacher finds alike (for digits 4–9, 3–5, 7–1; for "
                "clothes shirt–T-shirt–coat); a label alone never tells the student that.")

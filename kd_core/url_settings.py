@@ -61,9 +61,12 @@ def _value(setting: Setting, text: str) -> Any:
 
 
 def _shown(text: str) -> str:
-    """A link value quoted for a message: printable characters only, at most MAX_VALUE_CHARS."""
-    clean = "".join(c if c.isprintable() else "?" for c in text[:MAX_VALUE_CHARS])
-    return repr(clean + ("..." if len(text) > MAX_VALUE_CHARS else ""))
+    """A link value quoted for a message as a code span (so no markdown or link in it is rendered).
+
+    Printable characters only, backticks replaced, at most MAX_VALUE_CHARS.
+    """
+    clean = "".join(c if c.isprintable() and c != "`" else "?" for c in text[:MAX_VALUE_CHARS])
+    return f"`{clean}{'...' if len(text) > MAX_VALUE_CHARS else ''}`"
 
 
 def parse(params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:

@@ -1,7 +1,7 @@
 """One real-browser walk: Debian's Chromium through Playwright against `streamlit run` on a free local port.
 
 Home -> run the classroom demo (tiny config) -> comparison chart -> Temperature (move T, chart changes)
--> every page without an exception. Screenshots and the time to first paint go to test-artifacts/.
+-> Your digit (draw on the canvas, the three models answer) -> every page without an exception. Screenshots and the time to first paint go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("KD_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
-PAGES = ["Data", "Teacher", "Temperature", "Distill", "Compare", "Efficiency", "Experiments", "Language models", "Home"]
+PAGES = ["Data", "Teacher", "Temperature", "Distill", "Compare", "Efficiency", "Experiments", "Run history",
+         "Language models", "Home"]
 EXCEPTION = '[data-testid="stException"]'
 
 
@@ -136,6 +137,21 @@ def test_browser_walk(server):
             assert after != before, "moving T did not change the softmax chart"
             assert "T = 10" in after  # 8 + 4 steps of 0.5
             page.screenshot(path=ARTIFACTS / "04-temperature-T10.png")
+
+            go_to(page, "Your digit")  # draw a 7 with the mouse; the canvas sends it, the models answer
+            canvas = page.locator("canvas.upper-canvas").first
+            canvas.wait_for(timeout=30_000)
+            box = canvas.bounding_box()
+            page.mouse.move(box["x"] + 70, box["y"] + 60)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 210, box["y"] + 60, steps=15)
+            page.mouse.move(box["x"] + 110, box["y"] + 250, steps=20)
+            page.mouse.up()
+            page.locator(".js-plotly-plot", has_text="probabilities for your digit").wait_for(timeout=60_000)
+            settle(page)
+            assert page.get_by_text("Scratch student says").count() == 1
+            assert page.locator(EXCEPTION).count() == 0
+            page.screenshot(path=ARTIFACTS / "04b-your-digit-drawn.png")
 
             for number, title in enumerate(PAGES, start=5):
                 go_to(page, title)

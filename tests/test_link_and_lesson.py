@@ -63,7 +63,12 @@ def test_any_link_parses_to_allowed_values_or_a_problem_per_bad_value(params):
 def test_bad_link_values_are_reported_and_not_used(name, text):
     found, problems = url_settings.parse({name: text})
     assert found == {"settings": {}}
-    assert len(problems) == 1 and problems[0].startswith(f"{name}=") and "default" in problems[0]
+    assert len(problems) == 1 and problems[0].startswith(f"{name}=`") and "default" in problems[0]
+
+
+def test_a_link_value_is_shown_as_code_so_no_markdown_link_renders():
+    _, problems = url_settings.parse({"T": "[a](https://x.io) `x` **b**"})
+    assert problems[0].startswith("T=`[a](https://x.io) ?x? **b**` is not a number")
 
 
 def open_app(params: dict[str, str] | None = None, **state) -> AppTest:
@@ -97,7 +102,7 @@ def test_invalid_link_values_are_reported_once_and_replaced_by_defaults():
     at = open_app({"T": "hot", "seeds": "1000", "alpha": "0.3", "dataset": "nope"})
     assert not at.exception
     warning = " ".join(w.value for w in at.warning)
-    assert "T='hot'" in warning and "seeds='1000'" in warning and "dataset='nope'" in warning
+    assert "T=`hot`" in warning and "seeds=`1000`" in warning and "dataset=`nope`" in warning
     assert at.session_state["settings"]["temperature"] == PRESETS["classroom"].temperature
     assert at.session_state["settings"]["alpha"] == 0.3
     assert at.session_state["dataset"] == "mnist-sample"
