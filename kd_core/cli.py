@@ -203,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. --json names a folder or an unwritable place
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; finished teachers and results stay cached", file=sys.stderr)
         return 130

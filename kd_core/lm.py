@@ -104,9 +104,9 @@ def register_text(text: str) -> str:
     """Store a user's text in the cache and return its corpus name ("text-<hash>") for configs and jobs."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     name = f"text-{digest}"
-    path = store.cache_path("lm", "corpora", f"{name}.txt")
+    path = store.cache_path("lm", "corpora", f"{name}.json")  # JSON: a damaged file is detected when read
     if not path.is_file():
-        store.atomic_write(path, text.encode())
+        store.save_json(path, {"text": text})
     _TEXTS[name] = text
     return name
 
@@ -132,17 +132,15 @@ def load_text(name: str) -> str:
         import sys
 
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        path = store.cache_path("lm", "corpora", f"{name}-py{version}-v1.txt")
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-        else:
+        path = store.cache_path("lm", "corpora", f"{name}-py{version}-v1.json")
+        text = (store.load_json(path) or {}).get("text")
+        if not isinstance(text, str):
             text = stdlib_docstrings(SMALL_MODULES if name == "stdlib-small" else None)
-            store.atomic_write(path, text.encode())
+            store.save_json(path, {"text": text})
     elif name.startswith("text-"):
-        path = store.cache_path("lm", "corpora", f"{name}.txt")
-        if not path.is_file():
+        text = (store.load_json(store.cache_path("lm", "corpora", f"{name}.json")) or {}).get("text")
+        if not isinstance(text, str):
             raise CorpusError(f"the uploaded text {name} is no longer in the cache: upload it again.")
-        text = path.read_text(encoding="utf-8")
     else:
         raise CorpusError(f"unknown corpus {name!r}; use 'stdlib' or upload a text file")
     _TEXTS[name] = text

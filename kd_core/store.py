@@ -8,6 +8,9 @@ import json
 import logging
 import os
 import tempfile
+import time
+import zipfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,9 @@ if TYPE_CHECKING:  # torch is imported where used (checkpoints), so cache look-u
 
 log = logging.getLogger("kd_core.store")
 CODE_VERSION = 1  # bump when training code changes what a cached result would contain
+STALE_TEMP_SECONDS = 600  # a temp file this old was left by a writer that was killed; it is deleted
+# The only module state: folders whose writes failed in this process, so each is reported once, not per file.
+_reported_unwritable: set[str] = set()
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -29,14 +35,56 @@ def config_key(config: dict[str, Any]) -> str:
 
 
 def cache_path(*parts: str) -> Path:
-    """A path inside the cache folder."""
-    return paths.cache_dir().joinpath(*parts)
+    """A path inside the cache folder; ValueError for a part that would lead outside it (paths.inside)."""
+    return paths.inside(paths.cache_dir(), *parts)
+
+
+def check_writable(folder: Path | None = None) -> str | None:
+    """Why `folder` (default: the cache folder) cannot hold files, or None when a test write there succeeds."""
+    folder = paths.cache_dir() if folder is None else folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-check.") as handle:
+            handle.write(b"kd-lab")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Delete temp files in `folder` left by killed writers (older than STALE_TEMP_SECONDS); never read anyway."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for stale in folder.glob(".*.tmp"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except OSError:
+            pass  # another process removed it, or the folder is read-only: harmless
+
+
+def _report_unwritable(path: Path, exc: OSError) -> None:
+    """Warn that a cache write failed: once per folder (the cache root when `path` is in it) and reason."""
+    root = paths.cache_dir()
+    folder = root if root == path or root in path.parents else path.parent
+    what = f"{folder}: {exc.strerror or exc}"
+    if what in _reported_unwritable:
+        log.debug("cache not written (%s): %s", path, exc)
+        return
+    _reported_unwritable.add(what)
+    log.warning("cache not written (%s): %s; continuing without caching (runs work but are not kept)", path, exc)
 
 
 def atomic_write(path: Path, data: bytes) -> bool:
-    """Write `data` to `path` through a temp file and rename; False (and a warning) if the folder is unwritable."""
+    """Write `data` to `path` through a temp file and rename; False (and a warning) if the folder is unwritable.
+
+    A reader sees the old file or the whole new one, never a part: a writer killed midway leaves only a
+    `.NAME.*.tmp` file, which no reader opens and a later write into the same folder deletes once it is stale.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -48,7 +96,7 @@ def atomic_write(path: Path, data: bytes) -> bool:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     except OSError as exc:
-        log.warning("cache not written (%s): %s; continuing without caching", path, exc)
+        _report_unwritable(path, exc)
         return False
     return True
 
@@ -82,7 +130,7 @@ def load_json(path: Path) -> dict[str, Any] | None:
         if not isinstance(payload, dict):
             raise ValueError("not a JSON object")
         return payload
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         _report_corrupt(path, exc)
         return None
 
@@ -94,14 +142,22 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> bool:
     return atomic_write(path, buffer.getvalue())
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """Arrays from an .npz file (never unpickled), or None when missing or corrupt."""
+def load_npz(path: Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+    """Arrays from an .npz file (never unpickled), or None when missing, corrupt or without one of `keys`."""
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with loaded as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        if not all(isinstance(a, np.ndarray) for a in arrays.values()):
+            raise ValueError("the archive holds files that are not arrays")
+        if missing := sorted(set(keys) - set(arrays)):
+            raise ValueError(f"arrays {missing} are missing")
+        return arrays
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         _report_corrupt(path, exc)
         return None
 
@@ -124,7 +180,13 @@ def load_checkpoint(path: Path) -> tuple[str, dict[str, torch.Tensor], dict[str,
 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        return str(payload["model"]), payload["state_dict"], json.loads(payload["meta_json"])
+        if not isinstance(payload, dict):
+            raise ValueError(f"holds a {type(payload).__name__}, not a checkpoint")
+        weights, meta = payload["state_dict"], json.loads(payload["meta_json"])
+        if not (isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in weights.items()) and isinstance(meta, dict)):
+            raise ValueError("not a checkpoint: weights must map names to tensors, metadata must be an object")
+        return str(payload["model"]), weights, meta
     except Exception as exc:  # torch raises many kinds on a damaged zip/pickle stream
         _report_corrupt(path, exc)
         return None
