@@ -10,6 +10,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import pandas  # noqa: F401  (imported whole before any figure: Plotly reads a half-imported pandas from another thread)
 import plotly.graph_objects as go
 
 COLORS = {"teacher": "#4C78A8", "distilled": "#F58518", "scratch": "#54A24B",

@@ -7,13 +7,13 @@ import hashlib
 import math
 import zlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kd_core import paths, store
+from kd_core.memo import computed_once
 
 if TYPE_CHECKING:  # torch is imported where used, so the app's first screen appears before it loads
     import torch
@@ -264,7 +264,7 @@ def _make_dataset(info: DatasetInfo, train_x: np.ndarray, train_y: np.ndarray, t
                    torch.from_numpy(np.array(test_y, dtype=np.int64)), source, digest.hexdigest()[:16])
 
 
-@lru_cache(maxsize=4)
+@computed_once(maxsize=4)
 def load_dataset(name: str, data_dir: Path | None = None, download: bool = True) -> Dataset:
     """Load dataset `name` once per process (shared, not to be modified); DatasetError if unusable."""
     info = dataset_info(name)

@@ -18,7 +18,6 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +28,7 @@ from torch import nn
 from kd_core import store
 from kd_core.config import checked_replace
 from kd_core.losses import kd_loss, reverse_kd_loss
+from kd_core.memo import computed_once
 from kd_core.train import TrainingCancelled
 
 # ---------------------------------------------------------------------------------------------- corpus
@@ -171,7 +171,7 @@ class Corpus:
         return "".join(self.chars[i] for i in ids)
 
 
-@lru_cache(maxsize=4)
+@computed_once(maxsize=4)
 def load_corpus(name: str) -> Corpus:
     """The corpus `name` as ids with a character vocabulary (at most MAX_VOCAB) and a 90/10 split."""
     text = load_text(name)

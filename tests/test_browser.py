@@ -1,7 +1,8 @@
 """One real-browser walk: Debian's Chromium through Playwright against `streamlit run` on a free local port.
 
 Home -> run the classroom demo (tiny config) -> comparison chart -> Temperature (move T, chart changes)
--> Your digit (draw on the canvas, the three models answer) -> every page without an exception. Screenshots and the time to first paint go to test-artifacts/.
+-> Your digit (draw on the canvas, the three models answer) -> every page without an exception -> PNG and CSV
+downloads on Compare -> lesson mode's Next link. Screenshots and the time to first paint go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def test_browser_walk(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 2200})
+            page = browser.new_page(viewport={"width": 1440, "height": 2200}, accept_downloads=True)
             t0 = time.perf_counter()
             page.goto(url)
             page.get_by_text("Knowledge distillation: a small student").wait_for(timeout=60_000)
@@ -136,6 +137,7 @@ def test_browser_walk(server):
                 after = softmax_chart_signature(page)
             assert after != before, "moving T did not change the softmax chart"
             assert "T = 10" in after  # 8 + 4 steps of 0.5
+            assert "T=10" in page.url  # the address bar is a shareable link to these settings
             page.screenshot(path=ARTIFACTS / "04-temperature-T10.png")
 
             go_to(page, "Your digit")  # draw a 7 with the mouse; the canvas sends it, the models answer
@@ -160,6 +162,28 @@ def test_browser_walk(server):
                 assert page.locator(EXCEPTION).count() == 0, f"exception on page {title}"
                 errors = page.locator('[data-testid="stAlertContentError"]')
                 assert errors.count() == 0, f"error on page {title}: {errors.first.inner_text()}"
+
+            go_to(page, "Compare")  # PNG export of a chart (Plotly's camera button) and the CSV download
+            chart = page.locator('[data-testid="stPlotlyChart"]').first
+            chart.scroll_into_view_if_needed()
+            chart.hover()
+            with page.expect_download(timeout=30_000) as png:
+                chart.locator('.modebar-btn[data-title^="Download plot"]').click()
+            assert png.value.suggested_filename.startswith("kd-lab-test-accuracy-of-the-three-models")
+            assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            with page.expect_download(timeout=30_000) as table:
+                page.get_by_role("button", name="Table (CSV)").click()
+            assert table.value.suggested_filename.endswith(".csv")
+            assert Path(table.value.path()).read_text().startswith("run,")
+
+            page.get_by_text("Lesson mode").click()  # the guided lesson: step box on top, Next moves on
+            settle(page)
+            page.get_by_text("Lesson, step 6 of 8: Compare").wait_for(timeout=30_000)
+            page.get_by_text("Next: step 7, When does it help?").click()
+            page.get_by_text("Lesson, step 7 of 8").wait_for(timeout=30_000)
+            settle(page)
+            assert page.locator(EXCEPTION).count() == 0
+            page.screenshot(path=ARTIFACTS / "15-lesson-step-7.png")
         finally:
             browser.close()
     (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=1))

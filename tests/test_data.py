@@ -99,3 +99,27 @@ def test_bundled_sample_is_a_stratified_uint8_split():
     assert ds.train_y[:20].unique().numel() > 3     # shuffled, not sorted by class
     again = data._load_sample(data.DATASETS["mnist-sample"])  # second parse comes from the disk cache
     assert again.fingerprint == ds.fingerprint
+
+
+def test_concurrent_first_calls_compute_once():
+    """Thirty sessions opening the app at once must load the dataset once, not thirty times."""
+    import threading
+    import time
+
+    from kd_core.memo import computed_once
+
+    calls = []
+
+    @computed_once(maxsize=2)
+    def slow(name: str) -> str:
+        calls.append(name)
+        time.sleep(0.2)
+        return name.upper()
+
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(slow("mnist"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["MNIST"] * 8 and calls == ["mnist"]
