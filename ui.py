@@ -185,7 +185,12 @@ def experiment_key(cfg: RunConfig, dataset) -> str:
     """Job key of a whole experiment: equal configs on equal data share one job."""
     from kd_core.experiment import run_key
 
-    return "run-" + run_key(cfg, dataset)
+    return run_job_key(run_key(cfg, dataset))
+
+
+def run_job_key(result_key: str) -> str:
+    """The job key of the experiment whose stored result has key `result_key`."""
+    return "run-" + result_key
 
 
 def teacher_key(cfg: RunConfig, dataset) -> str:

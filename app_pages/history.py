@@ -66,6 +66,7 @@ if st.button("Delete the ticked runs", icon=":material/delete:", disabled=not su
     for run in chosen:
         try:
             removed += len(history.delete_run(run["key"]))
+            ui.get_runner().forget(ui.run_job_key(run["key"]))  # or this server would still show it
         except history.RunKeyError:  # deleted meanwhile, e.g. from another browser
             gone += 1
     st.session_state["history-deleted"] = (f"Deleted {len(chosen) - gone} run(s) ({removed} files)"

@@ -78,6 +78,13 @@ class JobRunner:
         with self._lock:
             return self._jobs.get(key)
 
+    def forget(self, key: str) -> None:
+        """Drop the finished job under `key` (its stored result was deleted), so a new submit runs it again."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job.finished:
+                del self._jobs[key]
+
     def active(self) -> list[Job]:
         """Jobs queued or running now."""
         with self._lock:

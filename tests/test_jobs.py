@@ -48,3 +48,13 @@ def test_failure_is_a_message():
     runner = JobRunner(workers=1)
     job = runner.submit("bad", lambda report, should_stop: 1 / 0)
     assert job.wait(5) and job.status == "failed" and "ZeroDivisionError" in job.error
+
+
+def test_forget_drops_a_finished_job_so_it_runs_again():
+    runner = JobRunner(workers=1)
+    first = runner.submit("k", lambda report, stop: 1)
+    assert first.wait(10)
+    runner.forget("k")
+    assert runner.get("k") is None
+    second = runner.submit("k", lambda report, stop: 2)
+    assert second is not first and second.wait(10) and second.result == 2
