@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
+RAY_STAMP := $(VENV)/.installed-requirements-ray
 CHROMIUM ?= /usr/bin/chromium
 PORT ?= 8501
 
@@ -16,6 +17,11 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# Ray is optional (the distributed backend, off by default): the tests need it, `make run` does not.
+$(RAY_STAMP): $(STAMP) requirements-ray.txt
+	$(PY) -m pip install --quiet -r requirements-ray.txt
+	touch $(RAY_STAMP)
+
 # The browser test drives Debian's Chromium; install it when missing (needs root or sudo).
 browser:
 	@if [ ! -x $(CHROMIUM) ]; then \
@@ -28,7 +34,7 @@ browser:
 run: setup
 	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --browser.gatherUsageStats false
 
-test: setup browser
+test: setup $(RAY_STAMP) browser
 	$(PY) -m pytest
 
 bench: setup

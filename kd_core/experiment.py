@@ -14,6 +14,7 @@ from torch import nn
 from kd_core import store
 from kd_core.config import RunConfig
 from kd_core.data import Dataset, load_dataset
+from kd_core.distributed import Backend, backend_from_env
 from kd_core.evaluate import accuracy, agreement, confusion_matrix, per_class_accuracy, predict_logits
 from kd_core.hints import HintLoss, fits_in_memory, hint_pair, teacher_targets
 from kd_core.models import count_params, create_model, flops_per_image
@@ -169,12 +170,49 @@ def hint_for(cfg: RunConfig, teacher: nn.Module,
     return make, info
 
 
+@dataclass(frozen=True)
+class _Students:
+    """What every student of one experiment shares; sent once to wherever the students train."""
+
+    cfg: RunConfig
+    images: torch.Tensor
+    labels: torch.Tensor
+    soft_targets: torch.Tensor                 # the teacher's logits on `images`
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    test_teacher: torch.Tensor                 # the teacher's logits on the test images
+    classes: int
+    make_hint: Callable[..., HintLoss] | None  # hint_for's maker, when cfg.hint_weight > 0
+
+
+def _train_one_student(shared: _Students, task: tuple[int, str], on_progress: Callable[[Progress], None] | None,
+                       should_stop: Callable[[], bool] | None) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """Student `task` = (seed, role) of an experiment: its row of the result, and its weights when seed is 0."""
+    seed, role = task
+    cfg = shared.cfg
+    hint = shared.make_hint(seed) if shared.make_hint is not None and role == "distilled" else None
+    model, history, start_norm, seconds = train_student(
+        cfg, initial_student_weights(cfg, seed), shared.images, shared.labels, seed=seed,
+        teacher_logits=shared.soft_targets if role == "distilled" else None,
+        eval_set=(shared.test_x, shared.test_y), on_progress=on_progress, should_stop=should_stop, hint=hint)
+    logits = predict_logits(model, shared.test_x)
+    run = {"seed": seed, "accuracy": accuracy(logits, shared.test_y), "seconds": seconds,
+           "initial_first_layer_norm": start_norm, "history": history.as_dict(),
+           "per_class": per_class_accuracy(logits, shared.test_y, shared.classes),
+           "agreement_with_teacher": agreement(logits, shared.test_teacher),
+           "confusion": confusion_matrix(logits, shared.test_y, shared.classes).tolist(),
+           **(hint.summary() if hint is not None else {})}
+    return run, (model.state_dict() if seed == 0 else None)
+
+
 def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None, use_cache: bool = True) -> dict[str, Any]:
+                   should_stop: Callable[[], bool] | None = None, use_cache: bool = True,
+                   backend: Backend | None = None) -> dict[str, Any]:
     """Teacher, then distilled and scratch students for each seed; returns (and caches) the comparison.
 
     Both students of a seed start from the same initial weights and see the same batches in the same
-    order; only the loss differs. The teacher's logits on the students' data are computed once.
+    order; only the loss differs. The teacher's logits on the students' data are computed once. The
+    students train on `backend` (default: the one the environment names, see kd_core.distributed).
     """
     cfg = cfg.validated()
     started = time.perf_counter()
@@ -204,29 +242,22 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     soft_targets = predict_logits(teacher, x_student)  # once, reused by every distilled epoch and seed
     make_hint, hint_info = hint_for(cfg, teacher, x_student) if cfg.hint_weight > 0 else (None, None)
 
-    runs: dict[str, list[dict[str, Any]]] = {"distilled": [], "scratch": []}
-    for seed in range(cfg.seeds):
-        initial = initial_student_weights(cfg, seed)
-        for role in ("distilled", "scratch"):
-            hint = make_hint(seed) if make_hint is not None and role == "distilled" else None
-            model, history, start_norm, seconds = train_student(
-                cfg, initial, x_student, y_student, seed=seed,
-                teacher_logits=soft_targets if role == "distilled" else None,
-                eval_set=(dataset.test_x, dataset.test_y), on_progress=reporter(role, seed), should_stop=should_stop,
-                hint=hint)
-            done_before += student_steps
-            logits = predict_logits(model, dataset.test_x)
-            runs[role].append({
-                "seed": seed, "accuracy": accuracy(logits, dataset.test_y), "seconds": seconds,
-                "initial_first_layer_norm": start_norm, "history": history.as_dict(),
-                "per_class": per_class_accuracy(logits, dataset.test_y, len(dataset.classes)),
-                "agreement_with_teacher": agreement(logits, test_teacher),
-                "confusion": confusion_matrix(logits, dataset.test_y, len(dataset.classes)).tolist(),
-                **(hint.summary() if hint is not None else {}),
-            })
-            if seed == 0:
-                store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student,
-                                      model.state_dict(), {"role": role, "config": cfg.as_dict()})
+    shared = _Students(cfg, x_student, y_student, soft_targets, dataset.test_x, dataset.test_y, test_teacher,
+                       len(dataset.classes), make_hint)
+    tasks = [(seed, role) for seed in range(cfg.seeds) for role in ("distilled", "scratch")]
+
+    def finished(i: int, outcome: tuple[dict[str, Any], dict[str, torch.Tensor] | None]) -> None:
+        nonlocal done_before
+        done_before += student_steps
+        if outcome[1] is not None:  # seed 0's weights, kept for the pages that use the trained students
+            role = tasks[i][1]
+            store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student, outcome[1],
+                                  {"role": role, "config": cfg.as_dict()})
+
+    outcomes = (backend or backend_from_env()).map(
+        _train_one_student, shared, tasks, watch=lambda i: reporter(tasks[i][1], tasks[i][0]), on_result=finished,
+        should_stop=should_stop)
+    runs = {role: [run for (_, r), (run, _) in zip(tasks, outcomes) if r == role] for role in ("distilled", "scratch")}
 
     student = create_model(cfg.student)
     models = {

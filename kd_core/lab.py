@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from kd_core import store
 from kd_core.config import RunConfig, preset
 from kd_core.data import Dataset, load_dataset, stratified_split, to_float
+from kd_core.distributed import Backend, backend_from_env
 from kd_core.evaluate import accuracy, confusion_matrix, per_class_accuracy, predict_logits
 from kd_core.experiment import (balanced_subset, cached_teacher, get_teacher, hint_for, initial_student_weights,
                                 train_student)
@@ -448,14 +449,38 @@ def _cell_path(cfg: RunConfig, dataset: Dataset, role: str, seed: int) -> Any:
     return store.cache_path("lab", "sweep-cells", f"{key}.json")
 
 
+@dataclass(frozen=True)
+class _SweepData:
+    """What every student of a sweep shares: its training images, the teacher's logits on them, the test set."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    soft: torch.Tensor | None  # None when every distilled student is cached
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def _sweep_student(shared: _SweepData, task: tuple[str, RunConfig, int],
+                   on_progress: Callable[[Progress], None] | None, should_stop: Callable[[], bool] | None) -> float:
+    """Test accuracy of one sweep student, task = (role, config, seed): scratch, or distilled with its T and alpha."""
+    role, c, seed = task
+    model, _, _, _ = train_student(c, initial_student_weights(c, seed), shared.images, shared.labels, seed=seed,
+                                   teacher_logits=shared.soft if role == "distilled" else None,
+                                   on_progress=on_progress, should_stop=should_stop)
+    return accuracy(predict_logits(model, shared.test_x), shared.test_y)
+
+
 def sweep(cfg: RunConfig, temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
           alphas: Sequence[float] = DEFAULT_ALPHAS, *, on_event: Callable[[LabEvent], None] | None = None,
-          should_stop: Callable[[], bool] | None = None, dataset: Dataset | None = None) -> dict[str, Any]:
+          should_stop: Callable[[], bool] | None = None, dataset: Dataset | None = None,
+          backend: Backend | None = None) -> dict[str, Any]:
     """Distilled test accuracy over temperatures × alphas (students as in `cfg`), with scratch as the reference.
 
     Each (T, alpha, seed) student's accuracy is cached as soon as it finishes, so an interrupted sweep
     resumes where it stopped and a finished one returns without training. A "part" event carries each
-    finished cell. Cells whose mean is within noise of the best (see `noise_points`) are marked.
+    finished cell. Cells whose mean is within noise of the best (see `noise_points`) are marked. The
+    missing students train on `backend` (default: the one the environment names, see kd_core.distributed),
+    which may finish them in any order; cells are announced in grid order.
     """
     cfg = cfg.validated()
     started = time.perf_counter()
@@ -475,43 +500,58 @@ def sweep(cfg: RunConfig, temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
 
     plan = [("scratch", cfg, None)] + [("distilled", cfg.replace(temperature=t, alpha=a), (t, a))
                                         for t in temperatures for a in alphas]
-    missing = sum(1 for role, c, _ in plan for seed in range(cfg.seeds)
-                  if store.load_json(_cell_path(c, dataset, role, seed)) is None)
-    teacher_steps = _teacher_steps(cfg, dataset) if missing else 0
-    tracker = _Tracker("sweep", on_event, teacher_steps + missing * student_steps)
-    soft: list[torch.Tensor] = []  # the teacher's logits on the students' images, made on first need
-    trained = 0
+    names = ["scratch" if g is None else f"T={g[0]:g}, alpha={g[1]:g}" for _, _, g in plan]
+    accuracies: dict[tuple[int, int], float] = {}  # (plan row, seed) -> test accuracy, cached or trained now
+    for row, (role, c, _) in enumerate(plan):
+        for seed in range(cfg.seeds):
+            found = store.load_json(_cell_path(c, dataset, role, seed))
+            if found is not None and isinstance(found.get("accuracy"), float):
+                accuracies[(row, seed)] = found["accuracy"]
+    was_cached = set(accuracies)
+    todo = [(row, seed) for row in range(len(plan)) for seed in range(cfg.seeds) if (row, seed) not in accuracies]
+    needs_teacher = any(plan[row][0] == "distilled" for row, _ in todo)
+    teacher_steps = _teacher_steps(cfg, dataset) if needs_teacher else 0
+    tracker = _Tracker("sweep", on_event, teacher_steps + len(todo) * student_steps)
+    # the teacher's logits on the students' images, computed once (and only when a distilled student is missing)
+    soft = _teacher(cfg, dataset, tracker, should_stop, teacher_steps, idx)[2][idx] if needs_teacher else None
+    scratch_acc: dict[str, Any] = {}
+    cells: list[dict[str, Any]] = []
+    announced = 0  # plan rows whose part event is out; rows are announced in plan order once all seeds are in
 
-    def student_accuracy(role: str, c: RunConfig, seed: int, step: str) -> tuple[float, bool]:
-        nonlocal trained
-        path = _cell_path(c, dataset, role, seed)
-        found = store.load_json(path)
-        if found is not None and isinstance(found.get("accuracy"), float):
-            return found["accuracy"], True
-        if role == "distilled" and not soft:
-            _, _, train_logits = _teacher(cfg, dataset, tracker, should_stop, teacher_steps, idx)
-            soft.append(train_logits[idx])
-        model = _student(c, tracker, role, step, seed, initial_student_weights(c, seed), x, y,
-                         soft[0] if role == "distilled" else None, should_stop)
-        acc = accuracy(predict_logits(model, dataset.test_x), dataset.test_y)
-        store.save_json(path, {"accuracy": acc, "role": role, "seed": seed, "config": c.as_dict()})
-        trained += 1
-        return acc, False
+    def announce() -> None:
+        nonlocal announced, scratch_acc
+        while announced < len(plan) and all((announced, s) in accuracies for s in range(cfg.seeds)):
+            row, announced = announced, announced + 1
+            st = _stats([accuracies[(row, s)] for s in range(cfg.seeds)])
+            cached = all((row, s) in was_cached for s in range(cfg.seeds))
+            grid_point = plan[row][2]
+            if grid_point is None:
+                scratch_acc = st
+                tracker.part(names[row], {"role": "scratch", **st, "cached": cached})
+                continue
+            cell = {"temperature": grid_point[0], "alpha": grid_point[1], "accuracies": st["values"],
+                    "mean": st["mean"], "std": st["std"], "gain": st["mean"] - scratch_acc["mean"], "cached": cached}
+            cells.append(cell)
+            tracker.part(names[row], cell)
 
-    scratch_acc, cells = [], []
-    for role, c, grid_point in plan:
-        step = "scratch" if grid_point is None else f"T={grid_point[0]:g}, alpha={grid_point[1]:g}"
-        results = [student_accuracy(role, c, seed, step) for seed in range(cfg.seeds)]
-        st = _stats([r[0] for r in results])
-        if grid_point is None:
-            scratch_acc = st
-            tracker.part(step, {"role": "scratch", **st, "cached": all(r[1] for r in results)})
-            continue
-        cell = {"temperature": grid_point[0], "alpha": grid_point[1], "accuracies": st["values"],
-                "mean": st["mean"], "std": st["std"], "gain": st["mean"] - scratch_acc["mean"],
-                "cached": all(r[1] for r in results)}
-        cells.append(cell)
-        tracker.part(step, cell)
+    def finished(i: int, acc: float) -> None:
+        row, seed = todo[i]
+        role, c, _ = plan[row]
+        store.save_json(_cell_path(c, dataset, role, seed), {"accuracy": acc, "role": role, "seed": seed,
+                                                              "config": c.as_dict()})
+        accuracies[(row, seed)] = acc
+        tracker.trained(student_steps)
+        announce()
+
+    def watch(i: int) -> Callable[[Progress], None]:
+        row, seed = todo[i]
+        return tracker.watch(plan[row][0], seed, names[row])
+
+    announce()  # rows that are cached already
+    tasks = [(plan[row][0], plan[row][1], seed) for row, seed in todo]
+    (backend or backend_from_env()).map(_sweep_student, _SweepData(x, y, soft, dataset.test_x, dataset.test_y),
+                                        tasks, watch=watch, on_result=finished, should_stop=should_stop)
+    trained = len(todo)  # every missing student trained (a cancel or failure raises before this line)
 
     best = max(cells, key=lambda c: c["mean"])
     best_se = noise_points(best["mean"], best["std"], cfg.seeds, n_test)
