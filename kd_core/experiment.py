@@ -81,6 +81,7 @@ def get_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progres
     history = train(model, dataset.train_x[idx], dataset.train_y[idx], epochs=cfg.teacher_epochs,
                     batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=cfg.adam_eps, seed=cfg.teacher_seed,
                     eval_set=(dataset.test_x, dataset.test_y), on_progress=on_progress, should_stop=should_stop)
+    model = model.to(memory_format=torch.contiguous_format)  # as a cached copy loads: identical logits either way
     seconds = history.elapsed[-1]
     # the last epoch's evaluation is the final test accuracy: no second pass over the test set
     meta = {"accuracy": history.test_acc[-1], "seconds": seconds, "history": history.as_dict(),

@@ -94,3 +94,17 @@ def test_run_experiment_pairs_start_equal_and_result_is_cached(tiny_config):
     assert again["cached"] and again["models"]["distilled"]["accuracies"] == models["distilled"]["accuracies"]
     other_students = run_experiment(cfg.replace(temperature=2.0))
     assert other_students["models"]["teacher"]["cached"]   # the teacher is reused, not retrained
+
+
+def test_a_fresh_teacher_and_its_cached_copy_give_identical_logits(tiny_config, tmp_path, monkeypatch):
+    """The first run of a config and every later one (teacher from the cache) must see the same soft targets."""
+    from kd_core.evaluate import predict_logits
+    from kd_core.experiment import get_teacher
+
+    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path))
+    dataset = load_dataset(tiny_config.dataset)
+    fresh, meta = get_teacher(tiny_config, dataset)
+    cached, cached_meta = get_teacher(tiny_config, dataset)
+    assert not meta["cached"] and cached_meta["cached"]
+    images = dataset.test_x[:200]
+    assert torch.equal(predict_logits(fresh, images), predict_logits(cached, images))
