@@ -241,6 +241,12 @@ def cached_result(cfg: RunConfig, dataset) -> dict[str, Any] | None:
     return None if found is None else {**found, "cached": True}
 
 
+def current_or_latest_result(cfg: RunConfig, dataset) -> tuple[dict[str, Any] | None, bool]:
+    """(the stored comparison for these settings, True), else (the most recent run's, False), else (None, False)."""
+    result = cached_result(cfg, dataset)
+    return (result, True) if result is not None else (latest_result(), False)
+
+
 def latest_result() -> dict[str, Any] | None:
     """The most recently written comparison in the cache (any config), or None."""
     from kd_core import store

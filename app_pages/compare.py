@@ -8,15 +8,14 @@ from kd_core import charts, export
 st.title("Compare: teacher, distilled student, scratch student")
 cfg = ui.current_config()
 dataset = ui.require_dataset()
-result = ui.cached_result(cfg, dataset)
+result, current = ui.current_or_latest_result(cfg, dataset)
 if result is None:
-    result = ui.latest_result()
-    if result is None:
-        st.info("Nothing to compare yet: run the demo first.")
-        if st.button(ui.run_button_label(cfg), type="primary", key="compare-run"):
-            ui.submit_experiment(cfg, dataset)
-            st.switch_page("app_pages/distill.py")
-        st.stop()
+    st.info("Nothing to compare yet: run the demo first.")
+    if st.button(ui.run_button_label(cfg), type="primary", key="compare-run"):
+        ui.submit_experiment(cfg, dataset)
+        st.switch_page("app_pages/distill.py")
+    st.stop()
+if not current:
     st.info("No result for the current settings yet; showing the most recent run. Run the current settings on "
             "the Distill page.")
 st.caption(f"Run: {ui.config_summary(result['config'])}.")

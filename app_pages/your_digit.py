@@ -16,14 +16,13 @@ st.markdown("Draw a digit, or upload a photo or scan of one. It is prepared exac
             "shown to the teacher and to both students. Nothing trains on this page.")
 cfg = ui.current_config()
 dataset = ui.require_dataset()
-result = ui.cached_result(cfg, dataset)
+result, current = ui.current_or_latest_result(cfg, dataset)
 if result is None:
-    result = ui.latest_result()
-    if result is None:
-        st.info("No trained models yet: run the demo first (a teacher and two students), then come back.")
-        st.page_link("app_pages/home.py", label="Home: run the classroom demo", icon=":material/home:")
-        st.page_link("app_pages/distill.py", label="Distill: choose the settings and run", icon=":material/science:")
-        st.stop()
+    st.info("No trained models yet: run the demo first (a teacher and two students), then come back.")
+    st.page_link("app_pages/home.py", label="Home: run the classroom demo", icon=":material/home:")
+    st.page_link("app_pages/distill.py", label="Distill: choose the settings and run", icon=":material/science:")
+    st.stop()
+if not current:
     st.caption("No run with exactly the current settings yet (the distilled student depends on the T and alpha "
                "it was trained with), so these are the models of the most recent run.")
 st.caption(f"Models: {ui.config_summary(result['config'])}.")

@@ -109,12 +109,16 @@ def omitted_class_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def sweep_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (T, alpha) cell and seed, after the scratch reference's rows; best and within-noise marked."""
-    scratch = result["scratch"]
-    rows = [{"model": "scratch", "temperature": None, "alpha": None, "seed": seed, "accuracy": acc,
+def _scratch_rows(scratch: dict[str, Any], blank: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The scratch reference's rows (one per seed) of a lab table, its `blank` setting columns left empty."""
+    return [{"model": "scratch", **dict.fromkeys(blank), "seed": seed, "accuracy": acc,
              "accuracy_mean": scratch["mean"], "accuracy_std": scratch["std"]}
             for seed, acc in enumerate(scratch["accuracies"])]
+
+
+def sweep_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (T, alpha) cell and seed, after the scratch reference's rows; best and within-noise marked."""
+    rows = _scratch_rows(result["scratch"], ("temperature", "alpha"))
     rows += [{"model": "distilled", "temperature": c["temperature"], "alpha": c["alpha"], "seed": seed, "accuracy": acc,
               "accuracy_mean": c["mean"], "accuracy_std": c["std"], "gain_vs_scratch": c["gain"], "best": c["best"],
               "within_noise_of_best": c["within_noise"]}
@@ -124,10 +128,7 @@ def sweep_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def t_squared_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per temperature, with or without T², and seed: accuracy and the soft and hard gradient norms."""
-    scratch = result["scratch"]
-    rows = [{"model": "scratch", "temperature": None, "t_squared": None, "seed": seed, "accuracy": acc,
-             "accuracy_mean": scratch["mean"], "accuracy_std": scratch["std"]}
-            for seed, acc in enumerate(scratch["accuracies"])]
+    rows = _scratch_rows(result["scratch"], ("temperature", "t_squared"))
     for r in result["rows"]:
         for flag, part in ((True, r["with_t2"]), (False, r["without_t2"])):
             grads = {k: part[k] for k in ("soft_grad_logits", "soft_grad_params", "hard_grad_logits",
