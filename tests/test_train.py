@@ -75,7 +75,8 @@ def test_balanced_subset_takes_classes_in_turn():
     assert len(balanced_subset(labels, None)) == len(labels)
 
 
-def test_run_experiment_pairs_start_equal_and_result_is_cached(tiny_config):
+def test_run_experiment_pairs_start_equal_and_result_is_cached(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path))  # its own cache: other test files run this config too
     events = []
     cfg = tiny_config.replace(seeds=2)
     result = run_experiment(cfg, on_event=events.append)
