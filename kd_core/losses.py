@@ -30,14 +30,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
     `t_squared=False` the T² factor is dropped, and the soft gradient shrinks as 1/T². With no teacher
     logits this is plain cross-entropy: the student from scratch.
     """
-    hard = F.cross_entropy(student_logits, labels)
-    if teacher_logits is None:
-        return KDLoss(hard, hard, hard.new_zeros(()))
-    student_log_p = F.log_softmax(student_logits / temperature, dim=-1)
-    teacher_log_p = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
-    kl = F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True)
-    soft = kl * temperature ** 2 if t_squared else kl
-    return KDLoss((1 - alpha) * hard + alpha * soft, hard, soft)
+    return _mixed_loss(student_logits, teacher_logits, labels, temperature, alpha, t_squared, reverse=False)
 
 
 def reverse_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
@@ -50,11 +43,19 @@ def reverse_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor |
     is *mode-covering* (the student must spread over everything the teacher considers). Same weights,
     detached teacher and no-teacher behaviour as kd_loss.
     """
+    return _mixed_loss(student_logits, teacher_logits, labels, temperature, alpha, t_squared, reverse=True)
+
+
+def _mixed_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
+                temperature: float, alpha: float, t_squared: bool, reverse: bool) -> KDLoss:
+    """(1 - alpha)·CE + alpha·[T²·]KL of the softened outputs: forward KL(teacher || student), or reverse."""
     hard = F.cross_entropy(student_logits, labels)
     if teacher_logits is None:
         return KDLoss(hard, hard, hard.new_zeros(()))
-    student_log_q = F.log_softmax(student_logits / temperature, dim=-1)
+    student_log_p = F.log_softmax(student_logits / temperature, dim=-1)
     teacher_log_p = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
-    kl = F.kl_div(teacher_log_p, student_log_q, reduction="batchmean", log_target=True)
+    # F.kl_div(input, target) = KL(target || input): the second argument is the distribution averaged over
+    kl = (F.kl_div(teacher_log_p, student_log_p, reduction="batchmean", log_target=True) if reverse
+          else F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True))
     soft = kl * temperature ** 2 if t_squared else kl
     return KDLoss((1 - alpha) * hard + alpha * soft, hard, soft)

@@ -7,20 +7,17 @@ result at once.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 import ui
+from apptest import assert_clean, open_page, plotly_titles
 from kd_core import charts, lab
 from kd_core.data import load_dataset
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "app_pages/experiments.py"
 CLASSES = [str(d) for d in range(10)]
 
@@ -158,26 +155,8 @@ def test_lab_key_and_cached_lookup_match_the_lab_functions(tiny_config):
 # AppTest
 
 
-def open_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def plotly_titles(at: AppTest) -> list[str]:
-    return [json.loads(el.proto.spec)["layout"]["title"]["text"] for el in at.get("plotly_chart")]
-
-
 def test_page_loads_with_four_experiments_and_their_run_buttons():
-    at = open_page()
+    at = open_page(PAGE)
     assert at.title[0].value.startswith("Experiments")
     assert [t.label for t in at.tabs] == ["Data budget", "The missing class", "T × alpha map", "Why T²"]
     assert [b.key for b in at.button] == ["budget-run", "missing-run", "sweep-run", "t2-run"]
@@ -198,7 +177,7 @@ EXPERIMENTS = {  # button key, job key prefix, chart titles expected once done
 @pytest.mark.parametrize("button", list(EXPERIMENTS))
 def test_each_experiment_runs_in_the_background_then_shows_at_once_from_the_cache(button):
     prefix, expected = EXPERIMENTS[button]
-    at = open_page()
+    at = open_page(PAGE)
     at.button(key=button).click().run()
     assert_clean(at)
     jobs = [job for key, job in ui.get_runner()._jobs.items() if key.startswith(prefix)]
@@ -215,7 +194,7 @@ def test_each_experiment_runs_in_the_background_then_shows_at_once_from_the_cach
     assert any(c.value.startswith("Notice:") for c in at.caption)
 
     st.cache_resource.clear()  # a restarted server: no jobs in memory, the result on disk
-    again = open_page()
+    again = open_page(PAGE)
     assert not ui.get_runner()._jobs
     assert any(t.startswith(expected[0]) for t in plotly_titles(again))
     assert any(c.value.startswith("From the cache") for c in again.caption)
@@ -223,7 +202,7 @@ def test_each_experiment_runs_in_the_background_then_shows_at_once_from_the_cach
 
 
 def test_a_second_session_joins_the_running_job_and_sees_its_progress():
-    first, second = open_page(), open_page()
+    first, second = open_page(PAGE), open_page(PAGE)
     first.button(key="budget-run").click().run()
     second.run()
     assert_clean(second)
@@ -235,7 +214,7 @@ def test_a_second_session_joins_the_running_job_and_sees_its_progress():
 
 
 def test_missing_class_label_choice_changes_the_experiment():
-    at = open_page()
+    at = open_page(PAGE)
     at.selectbox(key="omit-label").set_value(5).run()
     assert_clean(at)
     assert "without 5" in at.button(key="missing-run").label

@@ -6,7 +6,6 @@ the page's progress fragment does in a browser. Each test gets its own empty cac
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -16,31 +15,12 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import ui
+from apptest import APP, assert_clean, open_page, plotly_titles
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 DEADLINE_S = 90
 
 
 pytestmark = pytest.mark.usefixtures("fresh_app")  # tests/conftest.py
-
-
-def open_page(page: str | None = None, **state) -> AppTest:
-    """Run the app's router, then switch to `page` (a path under app_pages/) with `state` set in session state."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    for key, value in state.items():
-        at.session_state[key] = value
-    if page:
-        at.switch_page(page)
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    """No exception and no error message on the page."""
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def poll(at: AppTest, done, what: str) -> AppTest:
@@ -53,11 +33,6 @@ def poll(at: AppTest, done, what: str) -> AppTest:
             return at
         time.sleep(0.3)
     pytest.fail(f"timed out waiting for {what}")
-
-
-def plotly_titles(at: AppTest) -> list[str]:
-    """Titles of the Plotly figures on the page (AppTest has no Plotly accessor: read the figure JSON)."""
-    return [json.loads(el.proto.spec)["layout"]["title"]["text"] for el in at.get("plotly_chart")]
 
 
 def has_text(elements, text: str) -> bool:
