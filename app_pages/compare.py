@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from kd_core import charts, export
+from kd_core.experiment import comparison_task
 
 st.title("Compare: teacher, distilled student, scratch student")
 cfg = ui.current_config()
@@ -12,7 +13,7 @@ result, current = ui.current_or_latest_result(cfg, dataset)
 if result is None:
     st.info("Nothing to compare yet: run the demo first.")
     if st.button(ui.run_button_label(cfg), type="primary", key="compare-run"):
-        ui.submit_experiment(cfg, dataset)
+        ui.submit(comparison_task(cfg, dataset))
         st.switch_page("app_pages/distill.py")
     st.stop()
 if not current:
@@ -21,7 +22,7 @@ if not current:
 st.caption(f"Run: {ui.config_summary(result['config'])}.")
 
 ui.chart(charts.accuracy_comparison(result), key="compare-accuracy")
-st.caption("Notice: error bars are ± one standard deviation over seeds; a gap smaller than them is not "
+st.caption("Notice: error bars are ± one sample standard deviation over seeds; a gap smaller than them is not "
            "evidence that distillation helped.")
 ui.show_verdict(result)
 left, right = st.columns([3, 2])

@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from kd_core import charts
+from kd_core.experiment import comparison_task
 
 st.title("Distill: train a student with the teacher, and one without")
 st.markdown("Two students with the **same architecture, the same starting weights, the same images in the same "
@@ -45,7 +46,8 @@ def draw(job):
                "(seed 0 shown).")
 
 
-result = ui.experiment_section(cfg, dataset, draw, ui.run_button_label(cfg), "distill-run")
+result = ui.task_section(comparison_task(cfg, dataset), draw, ui.run_button_label(cfg), "distill-run",
+                         follow_other=True)
 if result is None:
     st.stop()
 

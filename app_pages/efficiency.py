@@ -1,6 +1,8 @@
-"""Efficiency: measure teacher and students on this CPU, then distil -> prune -> quantize, and download the model."""
+"""Efficiency: measure teacher and students on this CPU, then distil -> prune -> quantize, and download the model.
 
-import time
+Longer than ~120 lines because it explains every measured number next to it (sizes, latency, pruning
+recovery) and offers each exported file; the work itself is one kd_core.compress task.
+"""
 
 import streamlit as st
 
@@ -24,48 +26,24 @@ cfg = ui.current_config()
 st.caption(f"Models: {ui.config_summary(cfg)}. Change them on the Distill page.")
 dataset = ui.require_dataset()
 
-from kd_core.compress import CompressConfig, compress, compress_key, cached_compression, export_folder  # noqa: E402
+from kd_core.compress import CompressConfig, export_folder, task as compression_task  # noqa: E402
 
 ccfg = CompressConfig(sparsity=sparsity / 100, quantize=quantize,
                       **({"throughput_batch": 32, "calibration_images": 128} if ui.tiny() else {}))
-base_key = "compress-" + compress_key(cfg, ccfg, dataset)
-job_key = st.session_state.setdefault("eff_jobs", {}).get(base_key, base_key)
-
-
-def submit(use_cache: bool) -> None:
-    """Start (or join) the compression job for these settings."""
-    def work(report, should_stop):
-        return compress(cfg, ccfg, on_event=report, should_stop=should_stop, use_cache=use_cache)
-
-    key = base_key if use_cache else f"{base_key}-again-{time.time():.0f}"
-    st.session_state["eff_jobs"][base_key] = key
-    st.session_state["last_job"] = key
-    ui.get_runner().submit(key, work, label=f"compression at {ccfg.sparsity:.0%} sparsity"
-                                            f"{', int8' if ccfg.quantize else ''}")
-
-
-job = ui.find_job(job_key)
-out = job.result if job is not None and job.status == "done" else None
-if out is None and (job is None or job.finished):
-    out = cached_compression(cfg, ccfg, dataset)
+task = compression_task(cfg, ccfg, dataset)
+out = ui.task_section(
+    task, None, "Distil → prune → quantize, and measure", "efficiency-run",
+    running="Running in the background ({label}): trains the teacher and students first if they are not cached, "
+            "then prunes, fine-tunes, quantizes and measures every model. Moving the slider does not stop it.",
+    offer=f"Press the button to prune the distilled student to {ccfg.sparsity:.0%} sparsity"
+          f"{', quantize it to int8' if ccfg.quantize else ''} and measure every model on this CPU"
+          f" ({'a few seconds in tiny mode' if ui.tiny() else 'about a minute, more if the students are not trained yet'}).")
 if out is None:
-    if job is not None and not job.finished:
-        st.caption("Running in the background: trains the teacher and students first if they are not cached, then "
-                   "prunes, fine-tunes, quantizes and measures every model. Moving the slider does not stop it.")
-        ui.job_progress(job_key)
-        st.stop()
-    ui.show_job_ending(job)
-    st.info(f"Press the button to prune the distilled student to {ccfg.sparsity:.0%} sparsity"
-            f"{', quantize it to int8' if ccfg.quantize else ''} and measure every model on this CPU"
-            f" ({'a few seconds in tiny mode' if ui.tiny() else 'about a minute, more if the students are not trained yet'}).")
-    if st.button("Distil → prune → quantize, and measure", type="primary", key="efficiency-run"):
-        submit(use_cache=True)
-        st.rerun()
     st.stop()
 
 rows = out["rows"]
 by_id = {r["id"]: r for r in rows}
-busy = [j for j in ui.get_runner().active() if j.key != job_key]
+busy = ui.get_runner().active()  # this page's own job has finished: any running job is another
 st.caption(f"Measured {out['measured_at']} in one process with {out['threads']} torch thread(s), PyTorch {out['torch']}"
            f"{' (from the cache)' if out.get('cached') else ''}. Latency: median of {ccfg.latency_runs} timed calls "
            f"after warm-up; the spread is min–max. Another program using the CPU at the same time slows every number"
@@ -150,6 +128,4 @@ model = load_export("{files['config']}")   # with {files['weights']} in the same
 # input: float32 (N, 1, 28, 28) = uint8 pixels / 255; output: logits (N, 10)""", language="python")
 st.caption("The config names its weights file and checksum. A reloaded export gives the same predictions as the "
            "model measured above (the tests check it, and the ONNX file against ONNX Runtime).")
-if st.button("Measure again", key="eff-again", help="Re-runs the measurements (trained models come from the cache)."):
-    submit(use_cache=False)
-    st.rerun()
+ui.again_button(task, "Measure again", "eff-again", help="Re-runs the measurements (trained models come from the cache).")

@@ -1,13 +1,15 @@
 """Experiments: when and why distillation helps — data budget, the missing class, the T × alpha map, why T².
 
-Each experiment is a kd_core.lab function run as a shared background job (ui.lab_section): a finished one
+Each experiment is a kd_core.lab task run as a shared background job (ui.task_section): a finished one
 comes from the lab's cache at once; a running one shows its progress and the parts finished so far.
+Longer than ~120 lines because it holds four experiments, each with its own explanation, live view and
+reading of the result; the work itself is one lab task per tab.
 """
 
 import streamlit as st
 
 import ui
-from kd_core import charts, export
+from kd_core import charts, export, lab
 
 st.title("Experiments: when and why distillation helps")
 st.markdown(
@@ -38,10 +40,8 @@ budget_tab, missing_tab, sweep_tab, t2_tab = st.tabs(
 
 # ----------------------------------------------------------------------------------------------------
 with budget_tab:
-    cfg, params = ui.lab_setup("data-budget")
-    from kd_core.lab import resolve_budgets
-
-    counts = resolve_budgets(params["budgets"], len(dataset.train_y))
+    cfg, params = ui.lab_settings("data-budget")
+    counts = lab.resolve_budgets(params["budgets"], len(dataset.train_y))
     students = 2 * cfg.seeds * len(counts)
     st.markdown(
         "**Are the teacher's soft targets worth more when labels are few?** Both students see only "
@@ -51,14 +51,15 @@ with budget_tab:
         "gets its soft outputs on the same few images.")
 
     def draw_budget(job):
-        rows = ui.lab_parts(job)
+        rows = ui.parts(job)
         if rows:
             ui.chart(charts.budget_accuracy(rows, cfg.seeds), key="budget-live")
             st.caption("Notice: each budget appears as soon as all its seeds have finished.")
 
-    result = ui.lab_section("data-budget", cfg, dataset, params, draw_budget,
-                            f"Run the data-budget experiment ({students} students)", "budget-run",
-                            label=f"data budget: {students} students on {len(counts)} budgets")
+    task = lab.task("data-budget", cfg, dataset, params,
+                    label=f"data budget: {students} students on {len(counts)} budgets")
+    result = ui.task_section(task, draw_budget, f"Run the data-budget experiment ({students} students)",
+                             "budget-run")
     if result is not None:
         run_note(result, " — each budget trains for the same number of steps as that, whatever its image count")
         rows, seeds = result["rows"], result["seeds"]
@@ -102,7 +103,7 @@ with missing_tab:
     label = st.selectbox("Class the students never see", range(len(classes)), index=min(3, len(classes) - 1),
                          format_func=lambda i: classes[i], key="omit-label")
     name = classes[label]
-    cfg, params = ui.lab_setup("omitted-class", label=label)
+    cfg, params = ui.lab_settings("omitted-class", label=label)
     st.markdown(
         f"**Can a student recognise a class it has never seen?** (Hinton et al. 2015, §3.) The students' "
         f"training images contain **no {name} at all**; the teacher saw every class. The distilled student "
@@ -113,7 +114,7 @@ with missing_tab:
         "never on the test images, which are only used to report.")
 
     def draw_missing(job):
-        parts = ui.lab_parts(job)
+        parts = ui.parts(job)
         if parts:
             st.dataframe([{"seed": p["seed"], f"scratch on {name} (%)": round(100 * p["scratch"]["label_accuracy"], 1),
                            f"distilled on {name} (%)": round(100 * p["distilled"]["label_accuracy"], 1),
@@ -123,9 +124,10 @@ with missing_tab:
                          hide_index=True)
             st.caption("Notice: each seed's students appear as soon as they are done.")
 
-    result = ui.lab_section("omitted-class", cfg, dataset, params, draw_missing,
-                            f"Run the missing-class experiment (3 students per seed, without {name})", "missing-run",
-                            label=f"missing class {name}: 3 students per seed")
+    task = lab.task("omitted-class", cfg, dataset, params, label=f"missing class {name}: 3 students per seed")
+    result = ui.task_section(task, draw_missing,
+                             f"Run the missing-class experiment (3 students per seed, without {name})",
+                             "missing-run")
     if result is not None:
         run_note(result)
         m = result["models"]
@@ -188,7 +190,7 @@ with missing_tab:
 
 # ----------------------------------------------------------------------------------------------------
 with sweep_tab:
-    cfg, params = ui.lab_setup("sweep")
+    cfg, params = ui.lab_settings("sweep")
     temperatures, alphas = [float(t) for t in params["temperatures"]], [float(a) for a in params["alphas"]]
     cells_n = len(temperatures) * len(alphas)
     st.markdown(
@@ -199,7 +201,7 @@ with sweep_tab:
         "matter on this data. Each cell is stored as it finishes, so a stopped sweep resumes where it stopped.")
 
     def draw_sweep(job):
-        parts = ui.lab_parts(job)
+        parts = ui.parts(job)
         scratch = next((p["mean"] for p in parts if p.get("role") == "scratch"), None)
         cells = [p for p in parts if "temperature" in p]
         if not cells:
@@ -207,9 +209,9 @@ with sweep_tab:
         ui.chart(charts.sweep_heatmap(temperatures, alphas, cells, scratch), key="sweep-live")
         st.caption(f"Notice: cells fill in as they finish ({len(cells)} of {cells_n}).")
 
-    result = ui.lab_section("sweep", cfg, dataset, params, draw_sweep,
-                            f"Run the T × alpha sweep ({cells_n} distilled students + 1 scratch)", "sweep-run",
-                            label=f"T × alpha sweep: {cells_n} cells")
+    task = lab.task("sweep", cfg, dataset, params, label=f"T × alpha sweep: {cells_n} cells")
+    result = ui.task_section(task, draw_sweep,
+                             f"Run the T × alpha sweep ({cells_n} distilled students + 1 scratch)", "sweep-run")
     if result is not None:
         run_note(result, " — T and alpha as in each cell")
         best, scratch = result["best"], result["scratch"]
@@ -220,12 +222,12 @@ with sweep_tab:
                    f"at {pct(best['mean'])}, {100 * best['gain']:+.1f} points vs scratch ({pct(scratch['mean'])}); "
                    f"{near - 1} other cell{'s are' if near != 2 else ' is'} within noise of it (ringed).")
         st.caption(f"Noise rule: {result['noise_rule']}.")
-        ui.download_buttons(f"sweep-{ui.lab_key('sweep', cfg, dataset, params)}",
+        ui.download_buttons(f"sweep-{lab.key('sweep', cfg, dataset, params)}",
                             export.experiment_rows("sweep", result), result)
 
 # ----------------------------------------------------------------------------------------------------
 with t2_tab:
-    cfg, params = ui.lab_setup("t-squared")
+    cfg, params = ui.lab_settings("t-squared")
     temps = sorted({float(t) for t in params["temperatures"]})
     students = cfg.seeds * (1 + sum(1 if t == 1.0 else 2 for t in temps))
     st.markdown(
@@ -236,16 +238,15 @@ with t2_tab:
         "students' starting weights, then the accuracy after training.")
 
     def draw_t2(job):
-        rows = ui.lab_parts(job)
+        rows = ui.parts(job)
         if rows:
             left, right = st.columns(2)
             ui.chart(charts.t2_gradients(rows), key="t2-live-grad", where=left)
             ui.chart(charts.t2_accuracy(rows, None, cfg.seeds), key="t2-live-acc", where=right)
             st.caption("Notice: temperatures appear as they finish.")
 
-    result = ui.lab_section("t-squared", cfg, dataset, params, draw_t2,
-                            f"Run with and without T² ({students} students)", "t2-run",
-                            label=f"T² experiment: {students} students")
+    task = lab.task("t-squared", cfg, dataset, params, label=f"T² experiment: {students} students")
+    result = ui.task_section(task, draw_t2, f"Run with and without T² ({students} students)", "t2-run")
     if result is not None:
         run_note(result, " — T as on the x axes")
         rows = result["rows"]

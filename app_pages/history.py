@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from kd_core import charts, history
+from kd_core.experiment import comparison_job_key
 
 st.title("Run history: every comparison run on this server")
 st.markdown("Each row is one finished **teacher → distilled student → scratch student** run, newest first, with "
@@ -52,7 +53,7 @@ left.caption("Notice: the gap between a run's solid (distilled) and dashed (scra
              "Notice: the scratch student usually drives its loss on the labels lower — it memorises the few "
              "labels — while the distilled one, also pulled towards the teacher, often tests better.")
 ui.chart(charts.history_accuracies(chosen), "history-accuracies", right)
-right.caption("Notice: a difference smaller than the error bars (± one standard deviation over seeds) is within "
+right.caption("Notice: a difference smaller than the error bars (± one sample standard deviation over seeds) is within "
               "noise; a run with one seed has no error bar, so it cannot tell.")
 
 st.subheader("Delete runs")
@@ -66,7 +67,7 @@ if st.button("Delete the ticked runs", icon=":material/delete:", disabled=not su
     for run in chosen:
         try:
             removed += len(history.delete_run(run["key"]))
-            ui.get_runner().forget(ui.run_job_key(run["key"]))  # or this server would still show it
+            ui.get_runner().forget(comparison_job_key(run["key"]))  # or this server would still show it
         except history.RunKeyError:  # deleted meanwhile, e.g. from another browser
             gone += 1
     st.session_state["history-deleted"] = (f"Deleted {len(chosen) - gone} run(s) ({removed} files)"

@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from kd_core import charts
+from kd_core.experiment import comparison_task
 
 cfg = ui.current_config()
 st.title("Knowledge distillation: a small student learns from a big teacher")
@@ -38,7 +39,7 @@ def draw(job):
 
 
 demo = "Run the classroom demo" if st.session_state["preset"] == "classroom" else "Run the Keras example"
-result = ui.experiment_section(cfg, dataset, draw, demo, "home-run")
+result = ui.task_section(comparison_task(cfg, dataset), draw, demo, "home-run", follow_other=True)
 if result is not None:
     st.success(f"Done: {ui.config_summary(result['config'])}."
                + (" (From the cache: this exact run had finished before.)" if result.get("cached") else ""))

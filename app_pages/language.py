@@ -1,4 +1,8 @@
-"""Language models: a character-level transformer teacher, a much smaller student distilled at every position."""
+"""Language models: a character-level transformer teacher, a much smaller student distilled at every position.
+
+Longer than ~120 lines because it is four views in one: the text, the settings with their formula, the
+comparison (one kd_core.lm task), and samples and next-character bars from the trained models.
+"""
 
 import streamlit as st
 
@@ -93,17 +97,8 @@ def draw(job) -> None:
     st.caption("Notice: the teacher trains first (once; then it is cached), then the two students.")
 
 
-def submit():
-    def work(report, should_stop):
-        return lm.run_lm(cfg, on_event=report, should_stop=should_stop)
-
-    return ui.get_runner().submit(job_key, work, label=f"language models: teacher, distilled and scratch students "
-                                                       f"({method}, T={temperature:g}, alpha={alpha:g}, {seeds} seed(s))")
-
-
-job_key = "lm-" + lm.run_key(cfg)
-result = ui.job_section(job_key, lambda: lm.cached_result(cfg), submit, draw,
-                        f"Train teacher → distilled → scratch ({seeds} seed{'s' if seeds > 1 else ''})", "lm-run")
+result = ui.task_section(lm.task(cfg), draw, f"Train teacher → distilled → scratch ({seeds} seed{'s' if seeds > 1 else ''})",
+                         "lm-run")
 if result is None:
     st.stop()
 
@@ -134,11 +129,13 @@ with right:
                "on the teacher's distributions.")
 rows = [{"model": charts.ROLE_NAMES[role], "parameters": m[role]["params"],
          "val bits/char": round(m[role]["bpc_mean"], 3),
-         "± (seeds)": round(m[role]["bpc_std"], 3) if role != "teacher" else None,
+         "± (sample std over seeds)": round(m[role]["bpc_std"], 3) if role != "teacher" else None,
          "perplexity": round(m[role]["perplexity_mean"], 2), "generation (chars/s)": round(m[role]["chars_per_s"])}
         for role in ("teacher", "distilled", "scratch")]
 st.dataframe(rows, hide_index=True, width="stretch",
              column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+st.caption("± is the sample standard deviation over the seeds (n − 1 in the denominator), as on every page; the "
+           "teacher is trained once, so it has none.")
 ui.download_buttons(f"language-model-{result['key']}", export.lm_rows(result), result)
 st.markdown(f"The student has **{m['teacher']['params'] / m['distilled']['params']:.0f}× fewer parameters** and "
             f"generates **{result['speedup']:.1f}× more characters per second** than the teacher (measured when the "

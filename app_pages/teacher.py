@@ -25,18 +25,10 @@ def draw(job):
         st.caption("Notice: the loss falls within the first epoch; test accuracy is measured after each epoch.")
 
 
-key = ui.teacher_key(cfg, dataset)
-outputs = ui.teacher_outputs(key, cfg, dataset)
+outputs = ui.teacher_or_offer(cfg, dataset, "No trained teacher for these settings yet.",
+                              "Training the teacher in the background ({label}). Switching pages does not stop it.",
+                              draw, "teacher-train")
 if outputs is None:
-    job = ui.find_job(key)
-    if job is not None and not job.finished:
-        ui.job_progress(key, draw)
-        st.stop()
-    ui.show_job_ending(job)
-    st.info("No trained teacher for these settings yet.")
-    if st.button("Train the teacher", type="primary", key="teacher-train"):
-        ui.submit_teacher(cfg, dataset)
-        st.rerun()
     st.stop()
 
 meta = outputs["meta"]

@@ -14,7 +14,10 @@ st.markdown("The teacher's output for an image is a list of scores (logits) *z*,
             "this page.")
 cfg = ui.current_config()
 dataset = ui.require_dataset()
-outputs = ui.teacher_or_offer(cfg, dataset, "the soft targets come from the teacher")
+outputs = ui.teacher_or_offer(
+    cfg, dataset, "This page needs a trained teacher: the soft targets come from the teacher. Train it here (on this "
+    f"machine it takes {'a few seconds' if ui.tiny() else 'about half a minute'}).",
+    "The teacher is training now; the soft targets come from the teacher when it is done.")
 if outputs is None:
     st.stop()
 

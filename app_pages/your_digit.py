@@ -30,7 +30,7 @@ if DATASETS[result["config"]["dataset"]].classes != DIGITS:
     st.info("These models learned clothes, not digits. Choose an MNIST dataset in the sidebar and run the demo.")
     st.page_link("app_pages/distill.py", label="Distill: choose the settings and run", icon=":material/science:")
     st.stop()
-models = ui._result_models(result)
+models = ui.result_models(result)
 if models is None:
     st.warning("The trained models of this run are not in the cache any more: run it again on the Distill page.")
     st.page_link("app_pages/distill.py", label="Distill", icon=":material/science:")

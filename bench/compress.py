@@ -26,7 +26,7 @@ from kd_core import compress as C  # noqa: E402
 from kd_core.config import preset  # noqa: E402
 from kd_core.data import load_dataset  # noqa: E402
 from kd_core.evaluate import accuracy, predict_logits  # noqa: E402
-from kd_core.experiment import balanced_subset, cached_teacher, run_experiment  # noqa: E402
+from kd_core.experiment import balanced_subset, cached_teacher, load_student, run_experiment  # noqa: E402
 from kd_core.train import configure_threads  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     dataset = load_dataset(cfg.dataset)
     result = run_experiment(cfg)
     teacher = cached_teacher(cfg, dataset)[0]
-    distilled = C._load_student(result, "distilled")
+    distilled = load_student(result, "distilled")
     idx = balanced_subset(dataset.train_y, cfg.student_train_limit)
     x, y = dataset.train_x[idx], dataset.train_y[idx]
     soft = predict_logits(teacher, x)

@@ -1,1 +1,36 @@
-"""KD Lab's engine: data, models, the distillation loss, training, evaluation and caching (no Streamlit)."""
+"""KD Lab's engine: everything that trains, measures, caches and draws; no Streamlit. Modules, by layer:
+
+Foundations
+- paths:        where files live: the cache folder and the optional local data folder (environment variables)
+- store:        results and checkpoints on disk, keyed by config hash, written atomically, checked when read
+- memo:         in-process memoisation that computes a value once under concurrent first visits
+- config:       one run's settings (RunConfig) with checked defaults, and the named presets
+- roles:        the one vocabulary of model roles: display names and colours
+- data:         datasets (bundled MNIST sample, MNIST, Fashion-MNIST), IDX parsing, splits
+- models:       architectures by name, parameter counts, FLOPs, memory layout
+
+Distillation
+- losses:       softened softmax and the KD loss, (1 - alpha)·CE + alpha·T²·KL (the formula lives here only)
+- train:        one training loop for teacher and students: Progress snapshots, cooperative cancel, threads
+- evaluate:     logits in inference mode, accuracy, per-class accuracy, confusion, agreement, latency
+- hints:        layer-wise (FitNets-style) hint losses between a teacher and a student layer
+- distributed:  where the students of a job train: here, or as Ray tasks
+- experiment:   the teacher -> distilled -> scratch comparison, its cache, and its Tasks
+
+Long work
+- tasks:        Task (key, label, cached, work), the one progress Event, the Tracker that makes Events
+- jobs:         the process-wide background job runner: equal keys share one job; Stop cancels
+
+Features (each a package of one module per idea)
+- lab/:         the dark-knowledge experiments: data budget, omitted class, T × alpha sweep, T², hints
+- compress/:    measuring, pruning, int8 quantization, export, and the pipeline that chains them
+- lm/:          language models: corpus, character-level transformer, training, the comparison run
+
+Views and outputs
+- charts/:      Plotly figure builders by domain (pure functions of plain data)
+- export:       results as CSV rows and JSON documents
+- history:      the run history: every finished comparison in the cache, listed, compared, deleted
+- digits:       a user's drawn or uploaded digit, checked and prepared the MNIST way
+- url_settings: the settings a shareable link carries, parsed strictly
+- cli/:         `python -m kd_core ...`: one module per command, one progress printer, one table layout
+"""

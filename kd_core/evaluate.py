@@ -9,17 +9,17 @@ import torch
 from torch import nn
 
 from kd_core.data import to_float
-from kd_core.models import uses_conv
+from kd_core.models import memory_format
 
 
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Logits (N, classes) for uint8 images (N, 28, 28), computed without autograd in eval mode."""
     model.eval()
-    memory_format = torch.channels_last if uses_conv(model) else torch.contiguous_format
+    layout = memory_format(model)
     parts = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            batch = to_float(images[start:start + batch_size]).contiguous(memory_format=memory_format)
+            batch = to_float(images[start:start + batch_size]).contiguous(memory_format=layout)
             parts.append(model(batch))
     return torch.cat(parts) if parts else torch.empty(0, 10)
 
@@ -50,8 +50,7 @@ def agreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
 def latency(model: nn.Module, batch: int = 1, runs: int = 30, warmup: int = 5) -> dict[str, float]:
     """Per-image CPU latency in ms at `batch`: median and spread (min, max) over `runs` timed calls after warm-up."""
     model.eval()
-    memory_format = torch.channels_last if uses_conv(model) else torch.contiguous_format
-    x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=memory_format)
+    x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=memory_format(model))
     timings = []
     with torch.inference_mode():
         for i in range(warmup + runs):

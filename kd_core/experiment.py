@@ -18,20 +18,8 @@ from kd_core.distributed import Backend, backend_from_env
 from kd_core.evaluate import accuracy, agreement, confusion_matrix, per_class_accuracy, predict_logits
 from kd_core.hints import HintLoss, fits_in_memory, hint_pair, teacher_targets
 from kd_core.models import count_params, create_model, flops_per_image
+from kd_core.tasks import Event, Task, Tracker, steps_of
 from kd_core.train import History, Progress, train
-
-ROLES = ("teacher", "distilled", "scratch")
-
-
-@dataclass(frozen=True)
-class Event:
-    """Progress of a whole experiment: which model is training, its snapshot, and the overall fraction done."""
-
-    phase: str            # "teacher", "distilled" or "scratch"
-    seed: int
-    progress: Progress
-    overall: float        # 0..1 over every training step of the experiment
-
 
 def balanced_subset(labels: torch.Tensor, limit: int | None, seed: int = 0) -> torch.Tensor:
     """Indices of `limit` examples taking classes in turn (all indices, shuffled, when limit is None or too big)."""
@@ -48,25 +36,34 @@ def balanced_subset(labels: torch.Tensor, limit: int | None, seed: int = 0) -> t
     return torch.tensor(sorted(picked))
 
 
-def _teacher_path(cfg: RunConfig, dataset: Dataset) -> tuple[str, Any]:
-    """(cache key, checkpoint path) of this config's teacher."""
-    key = store.config_key({**cfg.teacher_dict(), "data": dataset.fingerprint})
-    return key, store.cache_path("teachers", f"{key}.pt")
+def teacher_key(cfg: RunConfig, dataset: Dataset) -> str:
+    """Cache key of this config's teacher (its settings and the data)."""
+    return store.config_key({**cfg.teacher_dict(), "data": dataset.fingerprint})
+
+
+def _teacher_path(cfg: RunConfig, dataset: Dataset) -> Any:
+    """Checkpoint path of this config's teacher."""
+    return store.cache_path("teachers", f"{teacher_key(cfg, dataset)}.pt")
+
+
+def load_model(path: Any, architecture: str | None = None) -> tuple[nn.Module, dict[str, Any]] | None:
+    """(model in eval mode, metadata) from the checkpoint at `path`, or None when it is missing, damaged or
+    not `architecture` (when given)."""
+    loaded = store.load_checkpoint(path)
+    if loaded is None or (architecture is not None and loaded[0] != architecture):
+        return None
+    try:
+        model = create_model(loaded[0])
+        model.load_state_dict(loaded[1])
+    except (RuntimeError, ValueError) as exc:
+        store.log.warning("checkpoint %s does not fit %s (%s); it is ignored", path, loaded[0], exc)
+        return None
+    return model.eval(), loaded[2]
 
 
 def cached_teacher(cfg: RunConfig, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]] | None:
     """The trained teacher for `cfg` and its metadata from the cache, or None."""
-    _, path = _teacher_path(cfg, dataset)
-    loaded = store.load_checkpoint(path)
-    if loaded is None or loaded[0] != cfg.teacher:
-        return None
-    model = create_model(cfg.teacher)
-    try:
-        model.load_state_dict(loaded[1])
-    except RuntimeError as exc:
-        store.log.warning("teacher checkpoint %s does not fit %s (%s); retraining", path, cfg.teacher, exc)
-        return None
-    return model.eval(), loaded[2]
+    return load_model(_teacher_path(cfg, dataset), cfg.teacher)
 
 
 def get_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progress], None] | None = None,
@@ -86,8 +83,7 @@ def get_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progres
     # the last epoch's evaluation is the final test accuracy: no second pass over the test set
     meta = {"accuracy": history.test_acc[-1], "seconds": seconds, "history": history.as_dict(),
             "config": cfg.teacher_dict(), "train_images": len(idx)}
-    _, path = _teacher_path(cfg, dataset)
-    store.save_checkpoint(path, cfg.teacher, model.state_dict(), meta)
+    store.save_checkpoint(_teacher_path(cfg, dataset), cfg.teacher, model.state_dict(), meta)
     return model, {**meta, "cached": False}
 
 
@@ -105,6 +101,12 @@ def cached_result(cfg: RunConfig, dataset: Dataset | None = None) -> dict[str, A
 def student_checkpoint_path(result: dict[str, Any], role: str) -> Any:
     """Where the seed-0 `role` ("distilled" or "scratch") student of a result is stored."""
     return store.cache_path("students", f"{result['key']}-{role}.pt")
+
+
+def load_student(result: dict[str, Any], role: str) -> nn.Module | None:
+    """The seed-0 `role` student of a comparison result, in eval mode, or None when its checkpoint is gone."""
+    found = load_model(student_checkpoint_path(result, role))
+    return None if found is None else found[0]
 
 
 def _summary(accuracies: list[float], params: int, flops: int, seconds: float) -> dict[str, Any]:
@@ -222,22 +224,14 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     if use_cache and (found := cached_result(cfg, dataset)) is not None:
         return {**found, "cached": True}
 
-    teacher_cached = cached_teacher(cfg, dataset) is not None
-    teacher_steps = 0 if teacher_cached else cfg.teacher_epochs * -(-_limit(cfg.teacher_train_limit, dataset)
-                                                                    // cfg.batch_size)
+    teacher_steps = 0 if cached_teacher(cfg, dataset) is not None else steps_of(
+        _limit(cfg.teacher_train_limit, dataset), cfg.teacher_epochs, cfg.batch_size)
     student_idx = balanced_subset(dataset.train_y, cfg.student_train_limit)
-    student_steps = cfg.student_epochs * -(-len(student_idx) // cfg.batch_size)
-    total_steps = teacher_steps + 2 * cfg.seeds * student_steps
-    done_before = 0
+    student_steps = steps_of(len(student_idx), cfg.student_epochs, cfg.batch_size)
+    tracker = Tracker(on_event, teacher_steps + 2 * cfg.seeds * student_steps)
 
-    def reporter(phase: str, seed: int) -> Callable[[Progress], None]:
-        def report(p: Progress) -> None:
-            if on_event is not None:
-                on_event(Event(phase, seed, p, min(1.0, (done_before + p.step) / max(total_steps, 1))))
-        return report
-
-    teacher, teacher_meta = get_teacher(cfg, dataset, reporter("teacher", cfg.teacher_seed), should_stop)
-    done_before = teacher_steps
+    teacher, teacher_meta = get_teacher(cfg, dataset, tracker.watch("teacher", cfg.teacher_seed), should_stop)
+    tracker.trained(teacher_steps)
     test_teacher = predict_logits(teacher, dataset.test_x)
     x_student, y_student = dataset.train_x[student_idx], dataset.train_y[student_idx]
     soft_targets = predict_logits(teacher, x_student)  # once, reused by every distilled epoch and seed
@@ -248,15 +242,14 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     tasks = [(seed, role) for seed in range(cfg.seeds) for role in ("distilled", "scratch")]
 
     def finished(i: int, outcome: tuple[dict[str, Any], dict[str, torch.Tensor] | None]) -> None:
-        nonlocal done_before
-        done_before += student_steps
+        tracker.trained(student_steps)
         if outcome[1] is not None:  # seed 0's weights, kept for the pages that use the trained students
             role = tasks[i][1]
             store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student, outcome[1],
                                   {"role": role, "config": cfg.as_dict()})
 
     outcomes = (backend or backend_from_env()).map(
-        _train_one_student, shared, tasks, watch=lambda i: reporter(tasks[i][1], tasks[i][0]), on_result=finished,
+        _train_one_student, shared, tasks, watch=lambda i: tracker.watch(tasks[i][1], tasks[i][0]), on_result=finished,
         should_stop=should_stop)
     runs = {role: [run for (_, r), (run, _) in zip(tasks, outcomes) if r == role] for role in ("distilled", "scratch")}
 
@@ -285,3 +278,39 @@ def _limit(limit: int | None, dataset: Dataset) -> int:
     """Number of training images a limit selects."""
     return len(dataset.train_y) if limit is None else min(limit, len(dataset.train_y))
 
+
+
+def _marked_cached(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored result marked as coming from the cache (None stays None)."""
+    return None if found is None else {**found, "cached": True}
+
+
+def comparison_job_key(result_key: str) -> str:
+    """The job key of the comparison whose stored result has key `result_key`."""
+    return "run-" + result_key
+
+
+def comparison_task(cfg: RunConfig, dataset: Dataset) -> Task:
+    """The teacher -> distilled -> scratch comparison of `cfg` as a Task (job key "run-" + its result key)."""
+    cfg = cfg.validated()
+    seeds = f"{cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}"
+    return Task(key=comparison_job_key(run_key(cfg, dataset)),
+                label=f"teacher, distilled and scratch students (T={cfg.temperature:g}, alpha={cfg.alpha:g}, {seeds})",
+                cached=lambda: _marked_cached(cached_result(cfg, dataset)),
+                work=lambda report, should_stop, use_cache: run_experiment(
+                    cfg, on_event=report, should_stop=should_stop, use_cache=use_cache))
+
+
+def teacher_task(cfg: RunConfig, dataset: Dataset) -> Task:
+    """Training `cfg`'s teacher alone as a Task; its result is the teacher's metadata."""
+    def work(report: Callable[[Event], None], should_stop: Callable[[], bool], use_cache: bool) -> dict[str, Any]:
+        """Train the teacher (or load it: a teacher is always reused from the cache)."""
+        on_progress = Tracker(report, 1).watch("teacher", cfg.teacher_seed, units=1)
+        return get_teacher(cfg, dataset, on_progress, should_stop)[1]
+
+    def cached() -> dict[str, Any] | None:
+        found = cached_teacher(cfg, dataset)
+        return None if found is None else {**found[1], "cached": True}
+
+    return Task(key="teacher-" + teacher_key(cfg, dataset), label=f"teacher {cfg.teacher}", cached=cached,
+                work=work)

@@ -11,6 +11,8 @@ import io
 import json
 from typing import Any, Callable, Iterable
 
+from kd_core.roles import ROLES
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run a text cell starting so as a formula
 
 
@@ -61,7 +63,7 @@ def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model and seed of a comparison (kd_core.experiment.run_experiment), per-class accuracy included."""
     cfg, models = result["config"], result["models"]
     rows = []
-    for role in ("teacher", "distilled", "scratch"):
+    for role in ROLES:
         m = models[role]
         runs = ([{"seed": cfg["teacher_seed"], "accuracy": m["accuracies"][0], "seconds": m["seconds"],
                   "per_class": m.get("per_class", [])}] if role == "teacher" else m["runs"])
@@ -168,7 +170,7 @@ def experiment_rows(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
 def lm_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per language model and seed (kd_core.lm.run_lm): validation loss, size, speed; seed 0's sample."""
     cfg, rows = result["config"], []
-    for role in ("teacher", "distilled", "scratch"):
+    for role in ROLES:
         m = result["models"][role]
         runs = m["runs"] or [{"seed": cfg["teacher_seed"], "seconds": result["teacher_seconds"]}]
         for i, run in enumerate(runs):

@@ -17,9 +17,8 @@ from typing import Any, TypedDict
 
 from kd_core import paths, store
 from kd_core.config import RunConfig
+from kd_core.roles import ROLES, STUDENTS
 
-ROLES = ("teacher", "distilled", "scratch")
-STUDENTS = ("distilled", "scratch")
 log = logging.getLogger("kd_core.history")
 KEY_PATTERN = re.compile(r"[0-9a-f]{20}")  # store.config_key: the first 20 hex digits of a SHA-256
 

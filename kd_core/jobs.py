@@ -73,6 +73,10 @@ class JobRunner:
         self._pool.submit(self._run, job, work)
         return job
 
+    def submit_task(self, task: Any) -> Job:
+        """Start (or join) a kd_core.tasks.Task: its key, its work, its label."""
+        return self.submit(task.key, task.run, task.label)
+
     def get(self, key: str) -> Job | None:
         """The job under `key`, if this process has one."""
         with self._lock:
@@ -89,6 +93,11 @@ class JobRunner:
         """Jobs queued or running now."""
         with self._lock:
             return [j for j in self._jobs.values() if not j.finished]
+
+    def jobs(self) -> dict[str, Job]:
+        """Every job this process remembers, by key (a snapshot)."""
+        with self._lock:
+            return dict(self._jobs)
 
     def _run(self, job: Job, work: Work) -> None:
         """Execute one job on a worker thread and record how it ended."""

@@ -72,9 +72,9 @@ def create_model(name: str) -> nn.Module:
     return MODELS[name]()
 
 
-def count_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def count_params(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of parameters: the trainable ones (default), or all of them."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def flops_per_image(model: nn.Module) -> int:
@@ -108,3 +108,8 @@ def size_bytes(model: nn.Module) -> int:
 def uses_conv(model: nn.Module) -> bool:
     """Whether the model has conv layers (and so may gain from channels_last)."""
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def memory_format(model: nn.Module) -> torch.memory_format:
+    """The memory layout this model's inputs should have: channels_last for conv nets (faster on CPU)."""
+    return torch.channels_last if uses_conv(model) else torch.contiguous_format

@@ -13,7 +13,8 @@ from torch import nn
 from kd_core.data import to_float
 from kd_core.evaluate import accuracy, predict_logits
 from kd_core.losses import kd_loss
-from kd_core.models import uses_conv
+from kd_core.models import memory_format
+from kd_core.tasks import steps_of
 
 CURVE_POINTS = 40  # about this many points per training curve
 
@@ -28,12 +29,12 @@ class Progress:
 
     step: int            # optimisation steps done
     steps: int           # total steps of this training
-    epoch: int           # epochs completed (fractional within an epoch)
-    epochs: int
+    epoch: float         # epochs completed (fractional within an epoch)
+    epochs: float        # epochs of the whole training (passes over the text, for language models)
     loss: float          # mean total loss since the last snapshot
     hard: float          # mean hard (CE) part since the last snapshot
     soft: float          # mean soft (T²·KL) part since the last snapshot
-    train_acc: float     # training-batch accuracy since the last snapshot
+    train_acc: float | None  # training-batch accuracy since the last snapshot (None where not measured)
     test_acc: float | None  # test accuracy, at epoch ends when an eval set is given
     elapsed: float       # seconds spent training so far (evaluation excluded)
 
@@ -89,11 +90,11 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
     e.g. a layer-wise hint (kd_core.hints); `extra_params` (e.g. that hint's projection) are optimised too.
     """
     x = to_float(images)
-    memory_format = torch.channels_last if uses_conv(model) else torch.contiguous_format
-    model.to(memory_format=memory_format)
+    layout = memory_format(model)
+    model.to(memory_format=layout)
     optimizer = torch.optim.Adam([*model.parameters(), *extra_params], lr=lr, eps=adam_eps)
     generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = -(-len(x) // batch_size)
+    steps_per_epoch = steps_of(len(x), 1, batch_size)
     total_steps = epochs * steps_per_epoch
     report_every = max(1, total_steps // CURVE_POINTS)
     history = History()
@@ -120,7 +121,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
             if should_stop is not None and should_stop():
                 raise TrainingCancelled()
             idx = order[first:first + batch_size]
-            batch = x[idx].contiguous(memory_format=memory_format)
+            batch = x[idx].contiguous(memory_format=layout)
             logits = model(batch)
             parts = kd_loss(logits, None if teacher_logits is None else teacher_logits[idx], labels[idx],
                             temperature, alpha, t_squared)

@@ -159,7 +159,7 @@ def test_number_flag_types_accept_only_valid_numbers(text):
         else:
             assert value is None and text.strip().lower() == "all" or isinstance(value, int) and value >= minimum
     try:
-        number = cli._float(text)
+        number = cli.finite_float(text)
     except argparse.ArgumentTypeError as exc:
         assert "number" in str(exc)
     else:
@@ -316,7 +316,7 @@ def test_uploaded_text_is_shown_literally_never_as_html(fresh_app):
 
 def test_no_page_renders_html_from_text():
     """No unsafe_allow_html=True, st.html or components.html anywhere in the app's pages."""
-    for path in [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "app_pages").glob("*.py"))]:
+    for path in [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py")), *sorted((ROOT / "app_pages").glob("*.py"))]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
                 name = ast.unparse(node.func)

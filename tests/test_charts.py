@@ -11,8 +11,8 @@ import torch
 
 import ui
 from kd_core import charts
-from kd_core.experiment import Event
 from kd_core.losses import soften
+from kd_core.tasks import Event
 from kd_core.train import Progress
 
 LOGITS = np.array([9.0, 1.0, 4.0, 0.5, -2.0, 3.0, 0.0, 6.0, 2.0, -1.0], dtype=np.float32)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from kd_core import cli, compress as C
+from kd_core.compress import exporting
 from kd_core.data import load_dataset
 from kd_core.evaluate import accuracy, predict_logits
 from kd_core.models import create_model
@@ -51,7 +52,9 @@ def test_table_numbers_are_well_formed_and_positive(run):
     assert rows["pruned-kd"]["nonzero_params"] < rows["distilled"]["nonzero_params"]
     assert rows["pruned-kd"]["size_gzip_bytes"] < rows["distilled"]["size_gzip_bytes"]
     assert [r["id"] for r in out["rows"] if r["pipeline"]] == list(C.PIPELINE)
-    text = C.format_table(out)
+    from kd_core.cli.compress import format_table
+
+    text = format_table(out)
     assert "distilled → int8" in text and "KD epoch" in text and "x smaller on disk" in text
 
 
@@ -150,7 +153,7 @@ def test_bad_exports_are_refused_with_a_message_and_never_unpickled(tmp_path, mo
     good = io.BytesIO()
     torch.save(create_model("keras-student").state_dict(), good)
     path = _export_pair(tmp_path, good.getvalue())
-    monkeypatch.setattr(C, "MAX_WEIGHTS_BYTES", 1000)
+    monkeypatch.setattr(exporting, "MAX_WEIGHTS_BYTES", 1000)
     with pytest.raises(C.ExportError, match="larger than"):
         C.load_export(path)
     monkeypatch.undo()

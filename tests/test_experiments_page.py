@@ -141,14 +141,14 @@ def test_lab_key_and_cached_lookup_match_the_lab_functions(tiny_config):
             "t-squared": {"temperatures": (4.0, 2.0), "grad_batches": 2},
             "sweep": {"temperatures": (2.0,), "alphas": (0.5,)}}
     for name, params in runs.items():
-        assert ui.lab_cached(name, cfg, dataset, params) is None  # nothing stored yet, nothing trained
-        result = getattr(lab, ui.LAB_FUNCTIONS[name])(cfg, **params, dataset=dataset)
+        assert lab.task(name, cfg, dataset, params).cached() is None  # nothing stored yet, nothing trained
+        result = lab.FUNCTIONS[name](cfg, **params, dataset=dataset)
         if "key" in result:
-            assert ui.lab_key(name, cfg, dataset, params) == result["key"]
-        found = ui.lab_cached(name, cfg, dataset, params)
+            assert lab.key(name, cfg, dataset, params) == result["key"]
+        found = lab.task(name, cfg, dataset, params).cached()
         assert found is not None and found["cached"], name
         assert found["experiment"] == name
-    assert ui.lab_cached("sweep", cfg, dataset, {"temperatures": (2.0, 4.0), "alphas": (0.5,)}) is None
+    assert lab.task("sweep", cfg, dataset, {"temperatures": (2.0, 4.0), "alphas": (0.5,)}).cached() is None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -180,8 +180,8 @@ def test_each_experiment_runs_in_the_background_then_shows_at_once_from_the_cach
     at = open_page(PAGE)
     at.button(key=button).click().run()
     assert_clean(at)
-    jobs = [job for key, job in ui.get_runner()._jobs.items() if key.startswith(prefix)]
-    assert len(jobs) == 1, list(ui.get_runner()._jobs)
+    jobs = [job for key, job in ui.get_runner().jobs().items() if key.startswith(prefix)]
+    assert len(jobs) == 1, list(ui.get_runner().jobs())
     assert jobs[0].wait(240), "the experiment did not finish"
     assert jobs[0].status == "done", jobs[0].error
     assert any(e.phase == "part" for e in jobs[0].events)  # partial results were reported
@@ -195,7 +195,7 @@ def test_each_experiment_runs_in_the_background_then_shows_at_once_from_the_cach
 
     st.cache_resource.clear()  # a restarted server: no jobs in memory, the result on disk
     again = open_page(PAGE)
-    assert not ui.get_runner()._jobs
+    assert not ui.get_runner().jobs()
     assert any(t.startswith(expected[0]) for t in plotly_titles(again))
     assert any(c.value.startswith("From the cache") for c in again.caption)
     assert button not in [b.key for b in again.button]
@@ -207,8 +207,8 @@ def test_a_second_session_joins_the_running_job_and_sees_its_progress():
     second.run()
     assert_clean(second)
     assert "budget-run" not in [b.key for b in second.button]  # it joined the job, no second run offered
-    assert len([k for k in ui.get_runner()._jobs if k.startswith("lab-data-budget-")]) == 1
-    next(j for k, j in ui.get_runner()._jobs.items() if k.startswith("lab-data-budget-")).wait(240)
+    assert len([k for k in ui.get_runner().jobs() if k.startswith("lab-data-budget-")]) == 1
+    next(j for k, j in ui.get_runner().jobs().items() if k.startswith("lab-data-budget-")).wait(240)
     second.run()
     assert any(t.startswith("Gain from distillation") for t in plotly_titles(second))
 

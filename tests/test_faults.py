@@ -255,10 +255,10 @@ def test_truncated_teacher_result_and_student_are_recomputed_equal(private_cache
 def test_truncated_text_corpora_are_reported_and_rebuilt_or_asked_for_again(private_cache, monkeypatch, caplog):
     from kd_core import lm
 
-    monkeypatch.setattr(lm, "_TEXTS", {})          # texts this process holds in memory: none
+    monkeypatch.setattr(lm.corpus, "_TEXTS", {})   # texts this process holds in memory: none
     stdlib = lm.load_text("stdlib-small")
     uploaded = lm.register_text("An uploaded text. " * 200)
-    monkeypatch.setattr(lm, "_TEXTS", {})          # a restarted server
+    monkeypatch.setattr(lm.corpus, "_TEXTS", {})   # a restarted server
     files = sorted(private_cache.glob("lm/corpora/*.json"))
     assert len(files) == 2
     for path in files:

@@ -11,6 +11,7 @@ import torch
 
 from kd_core import cli, lab
 from kd_core.data import load_dataset
+from kd_core.lab import common as lab_common
 from kd_core.train import TrainingCancelled
 
 
@@ -66,13 +67,13 @@ def test_omitted_class_is_well_formed(tiny_config, dataset):
 
 def test_omitted_class_students_never_see_the_label(tiny_config, monkeypatch):
     seen = []
-    real = lab.train_student
+    real = lab_common.train_student
 
     def spy(cfg, initial, images, labels, **kw):
         seen.append((kw["teacher_logits"] is not None, set(labels.tolist())))
         return real(cfg, initial, images, labels, **kw)
 
-    monkeypatch.setattr(lab, "train_student", spy)
+    monkeypatch.setattr(lab_common, "train_student", spy)
     lab.omitted_class(tiny_config, label=5, use_cache=False)
     assert [5 in labels for _, labels in seen] == [False, False, True]  # distilled, scratch, distilled_all
 
@@ -103,14 +104,14 @@ def test_choose_bias_picks_the_heldout_best_and_the_smallest_on_ties():
 def test_sweep_resumes_from_cache(tiny_config, monkeypatch, tmp_path):
     monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path))
     trained = []
-    real = lab.train_student
+    real = lab_common.train_student
 
     def counting(*args, **kw):
         out = real(*args, **kw)
         trained.append(1)
         return out
 
-    monkeypatch.setattr(lab, "train_student", counting)
+    monkeypatch.setattr(lab_common, "train_student", counting)
     grid = dict(temperatures=(1, 4), alphas=(0.5, 1.0))
     with pytest.raises(TrainingCancelled):  # interrupted after two students (scratch and one cell)
         lab.sweep(tiny_config, **grid, should_stop=lambda: len(trained) >= 2)

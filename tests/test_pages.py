@@ -75,7 +75,7 @@ def test_two_sessions_share_one_job_and_a_reopened_app_shows_the_result_at_once(
     second.run()  # same config: joins the running job (or sees its result), never offers a second run
     assert not [b for b in second.button if b.key == "home-run"]
     poll(second, lambda a: has_text(a.success, "Done"), "the shared job")
-    assert len([j for j in ui.get_runner()._jobs if j.startswith("run-")]) == 1
+    assert len([j for j in ui.get_runner().jobs() if j.startswith("run-")]) == 1
     st.cache_resource.clear()  # a restarted server: no jobs in memory, results on disk
     reopened = open_page()
     assert has_text(reopened.success, "Done") and has_text(reopened.success, "cache")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from kd_core import store
+from kd_core.cli.common import ProgressPrinter, finish, finite_float, positive_int, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `lm` command to the CLI's subparsers."""
-    from kd_core.cli import _float, _positive_int
     from kd_core.lm import METHODS
 
     lm = sub.add_parser("lm", help="distillation for a character-level language model (teacher, distilled, scratch)",
@@ -21,12 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                     "smaller student distilled from it and one from scratch (same start, same data "
                                     "order); print validation bits per character, parameters and generation speed.")
     lm.add_argument("--corpus", type=Path, help="a UTF-8 .txt file (default: the docstrings of Python's stdlib)")
-    lm.add_argument("--temperature", type=_float, help="T for the soft targets")
-    lm.add_argument("--alpha", type=_float, help="weight of the soft (teacher) term, 0..1")
+    lm.add_argument("--temperature", type=finite_float, help="T for the soft targets")
+    lm.add_argument("--alpha", type=finite_float, help="weight of the soft (teacher) term, 0..1")
     lm.add_argument("--method", choices=sorted(METHODS), help="forward KL, reverse KL or sequence-level KD")
-    lm.add_argument("--seeds", type=_positive_int, help="student seeds (default 3)")
-    lm.add_argument("--student-steps", type=_positive_int)
-    lm.add_argument("--teacher-steps", type=_positive_int)
+    lm.add_argument("--seeds", type=positive_int, help="student seeds (default 3)")
+    lm.add_argument("--student-steps", type=positive_int)
+    lm.add_argument("--teacher-steps", type=positive_int)
     lm.add_argument("--tiny", action="store_true", help="a run of seconds (small corpus and models), for a smoke test")
     lm.add_argument("--no-cache", action="store_true", help="recompute the result (a cached teacher is still used)")
     lm.add_argument("--json", type=Path, help="write the result as JSON to this path")
@@ -52,30 +50,15 @@ def config_from_args(args: argparse.Namespace):
 
 def format_table(result: dict[str, Any]) -> str:
     """The comparison as a plain-text table."""
-    rows = [f"{'model':<10} {'val bits/char (mean ± std)':>27} {'perplexity':>10} {'seeds':>5} {'params':>9} "
-            f"{'chars/s':>8}"]
-    for role, m in result["models"].items():
-        rows.append(f"{role:<10} {m['bpc_mean']:>19.3f} ± {m['bpc_std']:.3f} {m['perplexity_mean']:>10.2f} "
-                    f"{len(m['val_bpc']):>5} {m['params']:>9,} {m['chars_per_s']:>8.0f}")
+    columns = [("model", 10), ("val bits/char (mean ± std)", 27), ("perplexity", 10), ("seeds", 5), ("params", 9),
+               ("chars/s", 8)]
+    rows = [(role, f"{m['bpc_mean']:.3f} ± {m['bpc_std']:.3f}", f"{m['perplexity_mean']:.2f}", len(m["val_bpc"]),
+             f"{m['params']:,}", f"{m['chars_per_s']:.0f}") for role, m in result["models"].items()]
     verdict = "every" if result["every_distilled_below_every_scratch"] else "NOT every"
-    rows.append(f"distilled - scratch: {-result['gap_bpc']:+.3f} bits/char (negative: distillation helped; {verdict} "
-                f"distilled seed below every "
-                f"scratch seed); student generates {result['speedup']:.1f}x faster than the teacher; "
-                f"total {result['total_seconds']:.0f} s")
-    return "\n".join(rows)
-
-
-class _Printer:
-    """Progress on stderr: a few lines per model."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-
-    def __call__(self, event) -> None:
-        p = event.progress
-        if p.step == p.steps or p.step % max(1, p.steps // 4) == 0:
-            print(f"[{event.overall:6.1%}] {event.phase:<9} seed {event.seed} step {p.step}/{p.steps} "
-                  f"loss {p.loss:.3f}  elapsed {time.perf_counter() - self.started:4.0f}s", file=sys.stderr, flush=True)
+    notes = [f"distilled - scratch: {-result['gap_bpc']:+.3f} bits/char (negative: distillation helped; {verdict} "
+             f"distilled seed below every scratch seed); student generates {result['speedup']:.1f}x faster than the "
+             f"teacher; total {result['total_seconds']:.0f} s"]
+    return table(columns, rows, notes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,10 +70,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{corpus_title(cfg.corpus)}\n{len(corpus.train) + len(corpus.val):,} characters, vocabulary "
           f"{corpus.vocab_size}; T={cfg.temperature:g}, alpha={cfg.alpha:g} (weight of the teacher's soft targets), "
           f"method {cfg.method}, {cfg.seeds} seed(s)", file=sys.stderr)
-    result = run_lm(cfg, on_event=_Printer(), use_cache=not args.no_cache)
-    if result.get("cached"):
-        print("(result from cache; --no-cache recomputes it)", file=sys.stderr)
-    print(format_table(result))
-    if args.json:
-        store.write_report(args.json, result)
-    return 0
+    result = run_lm(cfg, on_event=ProgressPrinter(), use_cache=not args.no_cache)
+    return finish(result, format_table(result), args.json)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from kd_core import paths, store
+from kd_core import paths
+from kd_core.cli.common import ProgressPrinter, finish, finite_float, int_at_least, pct, positive_int, prepare, table
 from kd_core.data import DATASETS
 
 DESCRIPTIONS = {
@@ -47,8 +47,6 @@ def _number_list(kind: type, name: str):
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `experiment` command and its experiments to the CLI's subparsers."""
-    from kd_core.cli import _float, _positive_int, int_at_least
-
     _train_limit = int_at_least(10, allow_all=True)  # an image count, or 'all'
 
     experiment = sub.add_parser("experiment", help="dark-knowledge lab: when and why distillation works")
@@ -56,22 +54,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parsers = {name: names.add_parser(name, help=text, description=text) for name, text in DESCRIPTIONS.items()}
     for parser in parsers.values():
         parser.add_argument("--dataset", default="mnist-sample", choices=sorted(DATASETS))
-        parser.add_argument("--seeds", type=_positive_int, help="student seeds to average over")
-        parser.add_argument("--student-epochs", type=_positive_int)
-        parser.add_argument("--teacher-epochs", type=_positive_int)
+        parser.add_argument("--seeds", type=positive_int, help="student seeds to average over")
+        parser.add_argument("--student-epochs", type=positive_int)
+        parser.add_argument("--teacher-epochs", type=positive_int)
         parser.add_argument("--student-train-limit", type=_train_limit, default=argparse.SUPPRESS,
                             help="labelled images the students see (an integer or 'all')")
         parser.add_argument("--teacher-train-limit", type=_train_limit, default=argparse.SUPPRESS,
                             help="training images the teacher sees (an integer or 'all')")
-        parser.add_argument("--batch-size", type=_positive_int)
+        parser.add_argument("--batch-size", type=positive_int)
         parser.add_argument("--data-dir", type=Path, help=f"folder with IDX files (default ${paths.DATA_ENV})")
         parser.add_argument("--json", type=Path, help="write the result as JSON to this path")
         if parser is not parsers["sweep"]:
             parser.add_argument("--no-cache", action="store_true", help="recompute (a cached teacher is still used)")
         if parser is not parsers["t-squared"] and parser is not parsers["sweep"]:
-            parser.add_argument("--temperature", type=_float, help="T for the soft targets")
+            parser.add_argument("--temperature", type=finite_float, help="T for the soft targets")
         if parser is not parsers["sweep"]:
-            parser.add_argument("--alpha", type=_float, help="weight of the soft (teacher) term, 0..1")
+            parser.add_argument("--alpha", type=finite_float, help="weight of the soft (teacher) term, 0..1")
     parsers["data-budget"].add_argument(
         "--budgets", type=_number_list(float, "--budgets"), default=None,
         help="comma-separated fractions (<= 1) or image counts (> 1) of the training set (default 0.01,0.05,0.2,1)")
@@ -79,7 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         help="train every budget for --student-epochs epochs instead of giving "
                                              "every budget the same number of steps")
     parsers["omitted-class"].add_argument("--label", type=int, default=3, help="the class the students never see")
-    parsers["omitted-class"].add_argument("--heldout-fraction", type=_float, default=0.2,
+    parsers["omitted-class"].add_argument("--heldout-fraction", type=finite_float, default=0.2,
                                           help="part of the TRAINING split held out to choose the bias")
     parsers["sweep"].add_argument("--temperatures", type=_number_list(float, "--temperatures"), default=None,
                                   help="comma-separated temperatures (default 1,2,4,8,16)")
@@ -107,115 +105,74 @@ def config_from_args(args: argparse.Namespace):
     return default_config(args.experiment).replace(**changes)
 
 
-class LabProgress:
-    """LabEvents as progress lines on stderr: one per finished training run and per finished part."""
-
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty, self.started = self.stream.isatty(), time.perf_counter()
-
-    def __call__(self, event) -> None:
-        """Print one event (training snapshots in place on a terminal, run ends otherwise)."""
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / event.overall * (1 - event.overall) if event.overall > 0 else 0.0
-        head = f"[{event.overall:6.1%}] "
-        if event.progress is None:
-            self.stream.write(f"{chr(13) if self.tty else ''}{head}done: {event.step}"
-                              f"{' (cached)' if (event.partial or {}).get('cached') else ''}"
-                              f"  elapsed {elapsed:4.0f}s\n")
-        else:
-            p = event.progress
-            line = (f"{head}{event.step:<24} {event.phase:<13} seed {event.seed} epoch {p.epoch:6.2f}/{p.epochs}"
-                    f" loss {p.loss:.3f}  elapsed {elapsed:4.0f}s eta {eta:4.0f}s")
-            if self.tty:
-                self.stream.write(f"\r{line}")
-            elif p.step == p.steps:
-                self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:6.2f}%"
-
-
 def format_table(result: dict[str, Any]) -> str:
     """An experiment's result as a plain-text table."""
     name = result["experiment"]
-    rows: list[str] = []
+    total = f"total {result['total_seconds']:.1f} s"
     if name == "data-budget":
-        rows.append(f"{'images':>7} {'epochs':>6} {'distilled (mean ± std)':>24} {'scratch (mean ± std)':>22}"
-                    f" {'gain (points)':>14}")
-        for r in result["rows"]:
-            rows.append(f"{r['images']:>7} {r['epochs']:>6} {_pct(r['distilled_mean']):>15} ± {100 * r['distilled_std']:.2f}"
-                        f" {_pct(r['scratch_mean']):>13} ± {100 * r['scratch_std']:.2f}"
-                        f" {100 * r['gain']:>+8.2f} ± {100 * r['gain_std']:.2f}{'  (within noise)' if r['within_noise'] else ''}")
-        rows.append(f"teacher {_pct(result['teacher']['accuracy'])}; {result['seeds']} seed(s); "
-                    f"total {result['total_seconds']:.1f} s")
-    elif name == "omitted-class":
-        label = result["class_name"]
-        rows.append(f"{'model':<20} {'overall':>8} {'on ' + label:>8} {'others':>8}")
-        for role in ("teacher", "scratch", "distilled", "distilled_corrected", "distilled_all"):
-            m = result["models"][role]
-            rows.append(f"{role:<20} {_pct(m['accuracy_mean']):>8} {_pct(m['label_accuracy_mean']):>8}"
-                        f" {_pct(m['other_accuracy_mean']):>8}")
-        rows.append(f"bias added to class {label}: {', '.join(f'{b:+g}' for b in result['bias']['chosen'])}"
-                    f" (chosen on {result['bias']['chosen_on']})")
-        rows.append(f"other classes vs a distilled student that saw every class: "
-                    f"{-100 * result['other_class_gap']['corrected']:+.2f} points after correction; "
-                    f"total {result['total_seconds']:.1f} s")
-    elif name == "sweep":
-        temps = result["temperatures"]
-        rows.append("distilled accuracy; rows alpha (weight of the soft term), columns T; * best, ~ within noise")
-        rows.append(f"{'alpha':>6} " + " ".join(f"{'T=' + format(t, 'g'):>9}" for t in temps))
-        for a, line in zip(result["alphas"], result["matrix"]):
-            cells = [next(c for c in result["cells"] if c["temperature"] == t and c["alpha"] == a) for t in temps]
-            rows.append(f"{a:>6g} " + " ".join(
-                f"{_pct(c['mean']):>8}{'*' if c['best'] else '~' if c['within_noise'] else ' '}" for c in cells))
-        b = result["best"]
-        rows.append(f"scratch {_pct(result['scratch']['mean'])}; best T={b['temperature']:g}, alpha={b['alpha']:g}: "
-                    f"{_pct(b['mean'])} ({100 * b['gain']:+.2f} points); trained {result['trained_students']}, "
-                    f"from cache {result['cached_students']}; total {result['total_seconds']:.1f} s")
-    elif name == "hints":
+        return table([("images", 7), ("epochs", 6), ("distilled (mean ± std)", 24), ("scratch (mean ± std)", 22),
+                      ("gain (points)", 14), ("", 0)],
+                     [(r["images"], r["epochs"], f"{pct(r['distilled_mean'])} ± {100 * r['distilled_std']:.2f}",
+                       f"{pct(r['scratch_mean'])} ± {100 * r['scratch_std']:.2f}",
+                       f"{100 * r['gain']:+.2f} ± {100 * r['gain_std']:.2f}",
+                       " (within noise)" if r["within_noise"] else "") for r in result["rows"]],
+                     [f"teacher {pct(result['teacher']['accuracy'])}; {result['seeds']} seed(s); {total}"])
+    if name == "omitted-class":
+        label, bias = result["class_name"], result["bias"]
+        return table([("model", 20), ("overall", 8), ("on " + label, 8), ("others", 8)],
+                     [(role, pct(m["accuracy_mean"]), pct(m["label_accuracy_mean"]), pct(m["other_accuracy_mean"]))
+                      for role in ("teacher", "scratch", "distilled", "distilled_corrected", "distilled_all")
+                      for m in [result["models"][role]]],
+                     [f"bias added to class {label}: {', '.join(f'{b:+g}' for b in bias['chosen'])} "
+                      f"(chosen on {bias['chosen_on']})",
+                      f"other classes vs a distilled student that saw every class: "
+                      f"{-100 * result['other_class_gap']['corrected']:+.2f} points after correction; {total}"])
+    if name == "sweep":
+        temps, b = result["temperatures"], result["best"]
+        cell = {(c["temperature"], c["alpha"]): c for c in result["cells"]}
+        grid = table([("alpha", 6), *((f"T={t:g}", 9) for t in temps)],
+                     [(f"{a:g}", *(f"{pct(c['mean'])}{'*' if c['best'] else '~' if c['within_noise'] else ' '}"
+                                   for t in temps for c in [cell[(t, a)]])) for a in result["alphas"]],
+                     [f"scratch {pct(result['scratch']['mean'])}; best T={b['temperature']:g}, alpha={b['alpha']:g}: "
+                      f"{pct(b['mean'])} ({100 * b['gain']:+.2f} points); trained {result['trained_students']}, "
+                      f"from cache {result['cached_students']}; {total}"])
+        return "distilled accuracy; rows alpha (weight of the soft term), columns T; * best, ~ within noise\n" + grid
+    if name == "hints":
         m = result["matched"]
-        rows.append(f"teacher {m['teacher']['model']} layer {m['teacher']['layer']} {m['teacher']['shape']} <- "
-                    f"student {m['student']['model']} layer {m['student']['layer']} {m['student']['shape']} "
-                    f"through a {m['projection']} ({m['projection_params']:,} params, training only); "
-                    f"loss {result['hint_loss']}")
-        rows.append(f"{'hint weight':>11} {'accuracy (mean ± std)':>22} {'vs plain KD (points)':>21}"
-                    f" {'hint distance':>16}")
-        for r in result["rows"]:
-            dist = "" if r["hint_distance_first"] is None else \
-                f"{r['hint_distance_first']:.3f} -> {r['hint_distance_last']:.3f}"
-            gain = "reference" if r["weight"] == 0 else \
-                f"{100 * r['gain_vs_plain_kd']:+.2f} ± {100 * r['gain_vs_plain_kd_std']:.2f}"
-            rows.append(f"{r['weight']:>11g} {_pct(r['accuracy_mean']):>13} ± {100 * r['accuracy_std']:.2f}"
-                        f" {gain:>21} {dist:>16}{'  (within noise)' if r['weight'] and r['within_noise'] else ''}")
-        rows.append(f"scratch {_pct(result['scratch']['mean'])} ± {100 * result['scratch']['std']:.2f}; teacher "
-                    f"{_pct(result['teacher']['accuracy'])}; {result['seeds']} seed(s); "
-                    f"total {result['total_seconds']:.1f} s")
-    else:
-        rows.append(f"{'T':>5} {'soft grad (with T²)':>20} {'(without)':>10} {'acc with T²':>12} {'without':>9}")
-        for r in result["rows"]:
-            w, wo = r["with_t2"], r["without_t2"]
-            rows.append(f"{r['temperature']:>5g} {w['soft_grad_params']:>20.4f} {wo['soft_grad_params']:>10.4f}"
-                        f" {_pct(w['accuracy_mean']):>12} {_pct(wo['accuracy_mean']):>9}")
-        rows.append(f"soft-term gradient norm w.r.t. the parameters at initialisation; hard term's "
-                    f"{result['rows'][0]['with_t2']['hard_grad_params']:.4f} at every T; scratch "
-                    f"{_pct(result['scratch']['mean'])}; alpha {result['alpha']:g}; total {result['total_seconds']:.1f} s")
-    return "\n".join(rows)
+        head = (f"teacher {m['teacher']['model']} layer {m['teacher']['layer']} {m['teacher']['shape']} <- "
+                f"student {m['student']['model']} layer {m['student']['layer']} {m['student']['shape']} "
+                f"through a {m['projection']} ({m['projection_params']:,} params, training only); "
+                f"loss {result['hint_loss']}")
+        return head + "\n" + table(
+            [("hint weight", 11), ("accuracy (mean ± std)", 22), ("vs plain KD (points)", 21), ("hint distance", 16),
+             ("", 0)],
+            [(f"{r['weight']:g}", f"{pct(r['accuracy_mean'])} ± {100 * r['accuracy_std']:.2f}",
+              "reference" if r["weight"] == 0 else
+              f"{100 * r['gain_vs_plain_kd']:+.2f} ± {100 * r['gain_vs_plain_kd_std']:.2f}",
+              "" if r["hint_distance_first"] is None else
+              f"{r['hint_distance_first']:.3f} -> {r['hint_distance_last']:.3f}",
+              " (within noise)" if r["weight"] and r["within_noise"] else "") for r in result["rows"]],
+            [f"scratch {pct(result['scratch']['mean'])} ± {100 * result['scratch']['std']:.2f}; teacher "
+             f"{pct(result['teacher']['accuracy'])}; {result['seeds']} seed(s); {total}"])
+    return table([("T", 5), ("soft grad (with T²)", 20), ("(without)", 10), ("acc with T²", 12), ("without", 9)],
+                 [(f"{r['temperature']:g}", f"{r['with_t2']['soft_grad_params']:.4f}",
+                   f"{r['without_t2']['soft_grad_params']:.4f}", pct(r["with_t2"]["accuracy_mean"]),
+                   pct(r["without_t2"]["accuracy_mean"])) for r in result["rows"]],
+                 [f"soft-term gradient norm w.r.t. the parameters at initialisation; hard term's "
+                  f"{result['rows'][0]['with_t2']['hard_grad_params']:.4f} at every T; scratch "
+                  f"{pct(result['scratch']['mean'])}; alpha {result['alpha']:g}; {total}"])
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment the flags describe, print its table, write JSON if asked."""
     from kd_core import lab
-    from kd_core.cli import prepare
 
     cfg = config_from_args(args)
     threads = prepare(cfg, args.data_dir)
     print(f"experiment {args.experiment} on {cfg.dataset}: teacher {cfg.teacher}, students {cfg.student}, "
           f"alpha={cfg.alpha:g} (weight of the teacher's soft targets), {cfg.seeds} seed(s), {threads} threads",
           file=sys.stderr)
-    common = {"on_event": LabProgress()}
+    common = {"on_event": ProgressPrinter()}
     if args.experiment != "sweep":
         common["use_cache"] = not args.no_cache
     if args.experiment == "data-budget":
@@ -229,9 +186,5 @@ def run(args: argparse.Namespace) -> int:
         result = lab.hints(cfg, args.weights or lab.DEFAULT_HINT_WEIGHTS, **common)
     else:
         result = lab.t_squared(cfg, args.temperatures or lab.DEFAULT_T2_TEMPERATURES, **common)
-    if result.get("cached") and args.experiment != "sweep":
-        print("(result from cache; --no-cache recomputes it)", file=sys.stderr)
-    print(format_table(result))
-    if args.json:
-        store.write_report(args.json, result)
-    return 0
+    # the sweep is cached per cell and has no --no-cache: it never says "from the cache"
+    return finish(result, format_table(result), args.json, say_cached=args.experiment != "sweep")

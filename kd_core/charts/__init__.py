@@ -1,0 +1,45 @@
+"""Plotly figure builders for the app: plain functions of plain data, each figure titled with labelled axes.
+
+Nothing here trains or loads a model; pages pass in results, histories, logits or counts. Softened
+probabilities always come from `kd_core.losses.soften` (the formula lives there only).
+
+Modules:
+    common      the shared look (_layout, _subtitled, _log_ticks) and softened probabilities
+    training    the main comparison: KD flow and formula, training curves, soft targets at T, accuracy bars
+    lab         the Experiments page (kd_core.lab): budgets, omitted class, T x alpha sweep, T²
+    language    the language models (kd_core.lm): next characters, training loss, bits per character
+    efficiency  compression (kd_core.compress rows): accuracy vs latency or size, recovery from pruning
+    history     the run history (kd_core.history records): several runs side by side
+Role names and colours come from kd_core.roles, and `events_to_histories` (data, not a figure) from
+kd_core.tasks; both are re-exported here.
+"""
+
+from __future__ import annotations
+
+import pandas  # noqa: F401  (imported whole before any figure: Plotly reads a half-imported pandas from another thread)
+
+from kd_core.charts.common import softened
+from kd_core.charts.efficiency import PARETO_AXES, efficiency_pareto, finetune_recovery, pareto_front
+from kd_core.charts.history import HISTORY_METRICS, RUN_COLORS, history_accuracies, history_curves
+from kd_core.charts.lab import (bias_curve, budget_accuracy, budget_gain, omitted_class_accuracy, soft_output_bars,
+                                sweep_heatmap, t2_accuracy, t2_gradients)
+from kd_core.charts.language import char_label, lm_bpc_comparison, lm_training_curves, next_char_bars
+from kd_core.roles import (COLORS, COMPRESS_COLORS, COMPRESS_NAMES, OMITTED_CLASS_NAMES, ROLE_COLORS, ROLE_NAMES,
+                                  ROLE_TITLES, ROLES, STUDENTS, TERM_COLORS)
+from kd_core.charts.training import (TEMPERATURE_RANGE, accuracy_comparison, agreement_with_teacher,
+                                     average_soft_targets, class_counts, class_similarity, confusion, digit_outputs,
+                                     effective_classes, effective_classes_vs_t, kd_flow_dot, loss_formula_latex,
+                                     loss_parts, per_class_accuracy, softmax_at_t, training_curves)
+from kd_core.tasks import events_to_histories
+
+__all__ = [
+    "COLORS", "COMPRESS_COLORS", "COMPRESS_NAMES", "OMITTED_CLASS_NAMES", "ROLE_COLORS", "ROLE_NAMES", "ROLE_TITLES",
+    "ROLES", "STUDENTS", "TERM_COLORS",  # the vocabulary (roles)
+    "HISTORY_METRICS", "PARETO_AXES", "RUN_COLORS", "TEMPERATURE_RANGE",
+    "accuracy_comparison", "agreement_with_teacher", "average_soft_targets", "bias_curve", "budget_accuracy",
+    "budget_gain", "char_label", "class_counts", "class_similarity", "confusion", "digit_outputs", "effective_classes",
+    "effective_classes_vs_t", "efficiency_pareto", "events_to_histories", "finetune_recovery", "history_accuracies",
+    "history_curves", "kd_flow_dot", "lm_bpc_comparison", "lm_training_curves", "loss_formula_latex", "loss_parts",
+    "next_char_bars", "omitted_class_accuracy", "pareto_front", "per_class_accuracy", "soft_output_bars", "softened",
+    "softmax_at_t", "sweep_heatmap", "t2_accuracy", "t2_gradients", "training_curves",
+]

@@ -1,0 +1,238 @@
+"""Charts of the main comparison: the KD flow and formula, training curves, soft targets at T, accuracy bars."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from kd_core.charts.common import _layout, softened
+from kd_core.roles import COLORS, ROLE_NAMES, ROLES, STUDENTS
+
+TEMPERATURE_RANGE = (0.5, 30.0)  # x range of the entropy-vs-T curve
+
+
+def kd_flow_dot(temperature: float, alpha: float, t_squared: bool = True) -> str:
+    """Graphviz DOT source of the distillation flow: teacher -> soft targets -> student; labels -> hard loss."""
+    t2 = "T² x " if t_squared else ""
+    return f"""digraph KD {{
+  rankdir=LR; bgcolor="transparent"; nodesep=0.25; ranksep=0.35;
+  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=16, color="#555555", fillcolor="#F4F4F4",
+        margin="0.15,0.08"];
+  edge [fontname="Helvetica", fontsize=14, color="#666666"];
+  image [label="image", shape=note, fillcolor="#FFFFFF"];
+  label [label="true label", shape=note, fillcolor="#FFFFFF"];
+  teacher [label="Teacher\n(big, frozen)", fillcolor="#DCE7F3"];
+  student [label="Student\n(small, learning)", fillcolor="#FDE5CC"];
+  soft_t [label="soft targets\nsoftmax(z_t / T)", fillcolor="#DCE7F3"];
+  soft_s [label="softmax(z_s / T)", fillcolor="#FDE5CC"];
+  probs [label="softmax(z_s)", fillcolor="#FDE5CC"];
+  kl [label="soft loss\nKL", fillcolor="#F9D5D5"];
+  ce [label="hard loss\nCE", fillcolor="#EADCEA"];
+  total [label="total loss", style="rounded,filled,bold", fillcolor="#FFF3B0"];
+  image -> teacher; image -> student;
+  teacher -> soft_t [label="T = {temperature:g}"];
+  student -> soft_s [label="T = {temperature:g}"];
+  student -> probs [label="T = 1"];
+  soft_t -> kl; soft_s -> kl;
+  probs -> ce; label -> ce;
+  kl -> total [label="x {t2}alpha ({alpha:.2f})"];
+  ce -> total [label="x (1 - alpha) ({1 - alpha:.2f})"];
+  {{rank=same; image; label}}
+}}"""
+
+
+def loss_formula_latex(temperature: float, alpha: float, t_squared: bool = True) -> str:
+    """The KD loss in LaTeX with this T and alpha filled in (alpha weights the soft, teacher term)."""
+    t2 = r"T^2\," if t_squared else ""
+    filled_t2 = rf"{temperature:g}^2\," if t_squared else ""
+    return (rf"L = (1-\alpha)\,\mathrm{{CE}}(y, s) + \alpha\,{t2}\mathrm{{KL}}\!\left(p_T^{{teacher}} \,\|\, "
+            rf"p_T^{{student}}\right) = {1 - alpha:.2f}\,\mathrm{{CE}} + {alpha:.2f}\cdot {filled_t2}\mathrm{{KL}}"
+            rf",\quad p_T = \mathrm{{softmax}}(z / T),\; T = {temperature:g}")
+
+
+def _epochs_axis(history: dict[str, list]) -> list[float]:
+    """x values in epochs: the stored epoch column, or steps scaled so the last snapshot is the last epoch."""
+    if history.get("epoch"):
+        return list(history["epoch"])
+    steps = history.get("step", [])
+    epoch_ends = [i for i, acc in enumerate(history.get("test_acc", [])) if acc is not None]
+    if not steps or not epoch_ends:
+        return list(range(len(steps)))
+    per_epoch = steps[epoch_ends[0]] or 1
+    return [s / per_epoch for s in steps]
+
+
+def training_curves(histories: dict[str, dict[str, list]], metric: str = "loss",
+                    title: str | None = None) -> go.Figure:
+    """One line per model of `metric` against epochs: "loss" (mean per batch), "test_acc" or "train_acc" (%)."""
+    fig = go.Figure()
+    for role, history in histories.items():
+        x, y = _epochs_axis(history), history.get(metric, [])
+        points = [(a, b) for a, b in zip(x, y) if b is not None]
+        if metric.endswith("acc"):
+            points = [(a, 100 * b) for a, b in points]
+        fig.add_trace(go.Scatter(x=[a for a, _ in points], y=[b for _, b in points],
+                                 mode="lines+markers" if metric == "test_acc" else "lines",
+                                 name=ROLE_NAMES.get(role, role), line={"color": COLORS.get(role)}))
+    names = {"loss": ("Training loss", "loss (mean per batch)"),
+             "test_acc": ("Test accuracy after each epoch", "test accuracy (%)"),
+             "train_acc": ("Training accuracy", "training-batch accuracy (%)")}
+    default_title, y_title = names.get(metric, (metric, metric))
+    return _layout(fig, title or default_title, "epoch", y_title)
+
+
+def loss_parts(history: dict[str, list], temperature: float, alpha: float, t_squared: bool = True) -> go.Figure:
+    """The distilled student's two loss parts against epochs: hard CE with the labels and (T²·)KL to the teacher."""
+    x = _epochs_axis(history)
+    soft_name = "soft: T²·KL to teacher" if t_squared else "soft: KL to teacher (no T²)"
+    fig = go.Figure([
+        go.Scatter(x=x, y=history.get("hard", []), name=f"hard: CE with labels (weight {1 - alpha:.2f})",
+                   line={"color": COLORS["hard"]}),
+        go.Scatter(x=x, y=history.get("soft", []), name=f"{soft_name} (weight {alpha:.2f})",
+                   line={"color": COLORS["soft"]}),
+    ])
+    return _layout(fig, f"Distilled student's loss parts (T = {temperature:g})", "epoch", "loss (nats, mean per batch)")
+
+
+def softmax_at_t(logits: Sequence[float] | np.ndarray, temperature: float, classes: Sequence[str]) -> go.Figure:
+    """The teacher's output for one image as probabilities at T = 1 and at T, side by side per class."""
+    fig = go.Figure([
+        go.Bar(x=list(classes), y=softened(logits, 1.0), name="T = 1 (ordinary softmax)",
+               marker_color=COLORS["T=1"]),
+        go.Bar(x=list(classes), y=softened(logits, temperature), name=f"T = {temperature:g} (soft targets)",
+               marker_color=COLORS["teacher"]),
+    ])
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_xaxes(type="category")
+    return _layout(fig, f"Teacher's probabilities for this image: T = 1 vs T = {temperature:g}",
+                   "class", "probability (0-1)")
+
+
+def effective_classes(logits: Sequence[float] | np.ndarray, temperature: float) -> float:
+    """exp(entropy) of softmax(logits / T): 1 for a one-hot output, the number of classes for a uniform one."""
+    p = softened(logits, temperature).astype(np.float64)
+    entropy = -float(np.sum(p * np.log(np.clip(p, 1e-12, None))))
+    return math.exp(entropy)
+
+
+def effective_classes_vs_t(logits: Sequence[float] | np.ndarray, temperature: float,
+                           t_range: tuple[float, float] = TEMPERATURE_RANGE, points: int = 60) -> go.Figure:
+    """Effective number of classes (exp of the entropy) of the softened output against T, current T marked."""
+    ts = np.geomspace(t_range[0], t_range[1], points)
+    ys = [effective_classes(logits, t) for t in ts]
+    fig = go.Figure([go.Scatter(x=ts, y=ys, mode="lines", name="effective classes", line={"color": COLORS["teacher"]}),
+                     go.Scatter(x=[temperature], y=[effective_classes(logits, temperature)], mode="markers",
+                                marker={"size": 12, "color": COLORS["soft"]}, name=f"current T = {temperature:g}")])
+    fig.add_vline(x=temperature, line_dash="dot", line_color=COLORS["soft"])
+    fig.update_xaxes(type="log", tickvals=[0.5, 1, 2, 5, 10, 20, 30], ticktext=["0.5", "1", "2", "5", "10", "20", "30"])
+    fig.update_yaxes(range=[0.8, len(np.asarray(logits)) + 0.2])
+    return _layout(fig, "How many classes the soft target spreads over, as T grows",
+                   "temperature T (log scale)", "effective number of classes (e^entropy)")
+
+
+def average_soft_targets(logits: np.ndarray, labels: np.ndarray, temperature: float, classes: int) -> np.ndarray:
+    """(classes, classes): row c is the mean of softmax(logits / T) over the images whose true class is c."""
+    probs = softened(logits, temperature)
+    labels = np.asarray(labels)
+    rows = [probs[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(classes) for c in range(classes)]
+    return np.stack(rows)
+
+
+def class_similarity(avg_soft: np.ndarray, classes: Sequence[str], temperature: float,
+                     hide_diagonal: bool = True) -> go.Figure:
+    """Heatmap of the teacher's average soft targets per true class (rows) over predicted classes (columns)."""
+    z = np.array(avg_soft, dtype=float)
+    if hide_diagonal:
+        z = z.copy()
+        np.fill_diagonal(z, np.nan)
+    fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues",
+                               colorbar={"title": {"text": "mean prob."}},
+                               hovertemplate="true %{y}, soft target for %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    note = ", diagonal hidden" if hide_diagonal else ""
+    return _layout(fig, f"Average soft target per true class (T = {temperature:g}{note})",
+                   "class the teacher gives probability to", "true class", height=430)
+
+
+def _spread(model: dict[str, Any]) -> float:
+    """The spread shown as an error bar: sample standard deviation over seeds (0 with one seed)."""
+    return 100 * float(model.get("accuracy_std", 0.0))
+
+
+def accuracy_comparison(result: dict[str, Any]) -> go.Figure:
+    """Teacher, distilled and scratch test accuracy as bars: mean over seeds, error bars ± one standard deviation."""
+    models = result["models"]
+    roles = [r for r in ROLES if r in models]
+    means = [100 * models[r]["accuracy_mean"] for r in roles]
+    fig = go.Figure(go.Bar(
+        x=[ROLE_NAMES[r] for r in roles], y=means, marker_color=[COLORS[r] for r in roles],
+        error_y={"type": "data", "array": [_spread(models[r]) for r in roles], "visible": True},
+        text=[f"{m:.1f}%" for m in means], textposition="outside", name="test accuracy"))
+    seeds = len(models[roles[-1]]["accuracies"])
+    low = max(0.0, min(means) - 15)
+    fig.update_yaxes(range=[low, min(100.0, max(means) + 8)])
+    spread = "mean ± std over " + (f"{seeds} seeds" if seeds > 1 else "1 seed (no spread)")
+    return _layout(fig, f"Test accuracy of the three models ({spread})", "model", "test accuracy (%)")
+
+
+def per_class_accuracy(result: dict[str, Any]) -> go.Figure:
+    """Per-class test accuracy of the distilled and the scratch student (seed means), grouped by class."""
+    classes = result["classes"]
+    fig = go.Figure()
+    for role in STUDENTS:
+        runs = result["models"][role]["runs"]
+        mean = np.mean([r["per_class"] for r in runs], axis=0) * 100
+        fig.add_trace(go.Bar(x=list(classes), y=mean, name=ROLE_NAMES[role], marker_color=COLORS[role]))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Per-class test accuracy: distilled vs scratch student", "true class", "test accuracy (%)")
+
+
+def agreement_with_teacher(result: dict[str, Any]) -> go.Figure:
+    """How often each student predicts the same class as the teacher on the test set (seed mean)."""
+    values = [100 * float(np.mean([r["agreement_with_teacher"] for r in result["models"][role]["runs"]]))
+              for role in STUDENTS]
+    fig = go.Figure(go.Bar(x=[ROLE_NAMES[r] for r in STUDENTS], y=values,
+                           marker_color=[COLORS[r] for r in STUDENTS], text=[f"{v:.1f}%" for v in values],
+                           textposition="outside", name="agreement"))
+    fig.update_yaxes(range=[0, 105])
+    return _layout(fig, "Agreement with the teacher's predictions", "student",
+                   "same prediction as teacher (% of test images)")
+
+
+def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "Confusion matrix") -> go.Figure:
+    """Counts of (true class, predicted class) on the test set as a heatmap."""
+    z = np.asarray(matrix)
+    fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues", text=z,
+                               texttemplate="%{text}", colorbar={"title": {"text": "images"}},
+                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return _layout(fig, title, "predicted class", "true class", height=430)
+
+
+def class_counts(train_counts: Sequence[int], test_counts: Sequence[int], classes: Sequence[str]) -> go.Figure:
+    """Images per class in the training and test splits."""
+    fig = go.Figure([go.Bar(x=list(classes), y=list(train_counts), name="train", marker_color=COLORS["teacher"]),
+                     go.Bar(x=list(classes), y=list(test_counts), name="test", marker_color=COLORS["distilled"])])
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Images per class", "class", "images (count)")
+
+
+def digit_outputs(probabilities: dict[str, Sequence[float] | np.ndarray], classes: Sequence[str],
+                  temperature: float) -> go.Figure:
+    """One image's softened outputs from each model ("teacher", "distilled", "scratch"), grouped per class."""
+    fig = go.Figure([go.Bar(x=list(classes), y=list(map(float, p)), name=ROLE_NAMES.get(role, role),
+                            marker_color=COLORS.get(role), hovertemplate="class %{x}: %{y:.3f}<extra></extra>")
+                     for role, p in probabilities.items()])
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_xaxes(type="category")
+    return _layout(fig, f"Each model's probabilities for your digit at T = {temperature:g}", "class",
+                   "probability (0-1)")

@@ -1,0 +1,31 @@
+"""Distillation for language models: a character-level causal transformer teacher and a much smaller student.
+
+The same idea as for images, at every position of a text: the student predicts the next character and
+is trained on `(1 - alpha)·CE + alpha·T²·KL(teacher_T || student_T)` (kd_core.losses.kd_loss on the
+(batch·positions, vocabulary) logits), or on the reverse KL, or on text sampled from the teacher
+(sequence-level KD). Corpus: the docstrings of Python's standard library read from its .py sources with
+ast (never imported), or a user's own .txt.
+
+Modules:
+- corpus: the texts (stdlib docstrings, checked uploads, registered texts) as character ids with a split.
+- model: the character-level transformer, sampling from it, its speed and its validation loss.
+- threads: one torch thread while these tiny models run (the previous count restored afterwards).
+- training: the token-level KD loss and the training loop, reporting kd_core.train.Progress.
+- run: LMConfig, the cached teacher, the whole comparison (run_lm, cached by config) and its Task.
+"""
+
+from kd_core.lm.corpus import (MAX_UPLOAD_BYTES, MIN_TEXT_CHARS, Corpus, CorpusError, corpus_title, load_corpus,
+                               load_text, register_text, stdlib_docstrings, text_from_upload)
+from kd_core.lm.model import (GPTSpec, CharGPT, bits_per_char, build_model, chars_per_second, generate,
+                              generate_cached, next_char_logits, sample_text, validation_loss)
+from kd_core.lm.run import (METHODS, SAMPLE_PROMPT, TINY, LMConfig, cached_result, cached_teacher, get_teacher,
+                            load_student, run_key, run_lm, student_path, task)
+from kd_core.lm.threads import torch_threads
+from kd_core.lm.training import token_kd_loss, train_lm
+
+__all__ = ["MAX_UPLOAD_BYTES", "MIN_TEXT_CHARS", "Corpus", "CorpusError", "corpus_title", "load_corpus", "load_text",
+           "register_text", "stdlib_docstrings", "text_from_upload", "GPTSpec", "CharGPT", "bits_per_char",
+           "build_model", "chars_per_second", "generate", "generate_cached", "next_char_logits", "sample_text",
+           "validation_loss", "METHODS", "SAMPLE_PROMPT", "TINY", "LMConfig", "cached_result", "cached_teacher",
+           "get_teacher", "load_student", "run_key", "run_lm", "student_path", "task", "torch_threads",
+           "token_kd_loss", "train_lm"]

@@ -1,0 +1,146 @@
+"""The one job lifecycle of every page that runs work: result, else cache, else live progress, else a button.
+
+Pages build a kd_core.tasks.Task (the engine owns its key) and call task_section; they keep no job
+bookkeeping of their own. The job runner is one per server process, shared by every browser session.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import streamlit as st
+
+from ui.widgets import ROLE_TITLES
+
+POLL_SECONDS = 1.0
+RUNNING_NOTE = ("Running in the background: {label}. Switching pages or moving sliders does not stop it; anyone "
+                "else who opens the same settings sees the same run.")
+
+
+@st.cache_resource(show_spinner=False)
+def get_runner():
+    """The one background JobRunner of this server process, shared by every browser session."""
+    from kd_core.jobs import JobRunner
+
+    return JobRunner(workers=1, reserved_cores=1)  # one core stays free for the server drawing pages
+
+
+def find_job(key: str):
+    """The runner's job under `key`, or None."""
+    return get_runner().get(key)
+
+
+def submit(task) -> Any:
+    """Start (or join) `task` in the background; it becomes this session's latest job."""
+    st.session_state["last_job"] = task.key
+    return get_runner().submit_task(task)
+
+
+def task_section(task, draw: Callable[[Any], None] | None, button_label: str, button_key: str, *,
+                 running: str = RUNNING_NOTE, offer: str = "", follow_other: bool = False) -> dict[str, Any] | None:
+    """`task`'s result for this page: run by this server, else from the cache; else its live progress, else a button.
+
+    A rerun asked for with again_button replaces the task here until it ends. `running` is the caption over
+    live progress ({label} is filled in); `offer` is said above the button when there is nothing to show;
+    with `follow_other`, the live progress of a run this session started with other settings is shown too
+    (for a page with one section: two sections would draw the same panel twice).
+    """
+    key = st.session_state.get("again", {}).get(task.key, task.key)
+    job = find_job(key)
+    if job is not None and job.status == "done" and job.result is not None:
+        return job.result  # run by this server: says how long it took, not "from the cache"
+    if job is not None and not job.finished:
+        st.caption(running.format(label=job.label))
+        job_progress(key, draw)
+        return None
+    show_job_ending(job)
+    result = task.cached()
+    if result is not None:
+        return result
+    other = find_job(st.session_state.get("last_job", ""))
+    if follow_other and other is not None and not other.finished and other.key != key:
+        st.info(f"A run you started with other settings is still going ({other.label}).")
+        job_progress(other.key, draw)
+    if offer:
+        st.info(offer)
+    if st.button(button_label, type="primary", key=button_key):
+        submit(task)
+        st.rerun()
+    return None
+
+
+def again_button(task, label: str, key: str, help: str | None = None) -> None:
+    """A button that computes `task` afresh (its cached result replaced) and shows that run in its section."""
+    if st.button(label, key=key, help=help):
+        rerun = task.again()
+        st.session_state.setdefault("again", {})[task.key] = rerun.key
+        submit(rerun)
+        st.rerun()
+
+
+def show_job_ending(job) -> None:
+    """A message for a job that failed or was stopped (nothing for none, running or done)."""
+    if job is None:
+        return
+    if job.status == "failed":
+        st.error(f"The last run failed: {job.error}. Change the settings or try again.")
+    elif job.status == "cancelled":
+        st.warning("Stopped. Models that had finished stay cached; press the button to start again.")
+
+
+def parts(job) -> list[dict[str, Any]]:
+    """The finished parts (budget rows, seeds, sweep cells, temperatures) a running job has reported so far."""
+    return [e.partial for e in list(job.events) if e.phase == "part" and e.partial is not None]
+
+
+def _eta_text(job, overall: float) -> str:
+    """Remaining time estimated from this session's first look at the running job (joins mid-way work too)."""
+    now = time.time()
+    marks = st.session_state.setdefault("_eta_marks", {})
+    first = marks.setdefault(job.key, (now, overall))
+    done = overall - first[1]
+    if done <= 0.005:
+        return "estimating time left..."
+    left = (now - first[0]) / done * (1 - overall)
+    return f"about {left:.0f} s left" if left < 120 else f"about {left / 60:.1f} min left"
+
+
+def progress_text(event) -> str:
+    """What a progress event says runs now, in words: a stage's text, or the model, seed, part, step and epoch."""
+    if event.text:
+        return event.text
+    p, part = event.progress, event.step
+    teacher = event.phase == "teacher"
+    return (f"{ROLE_TITLES.get(event.phase, event.phase)}{'' if teacher else f' (seed {event.seed})'}"
+            f"{f', {part}' if part and not teacher else ''}, step {p.step}/{p.steps}, "
+            f"epoch {p.epoch:.1f}/{p.epochs:g}")
+
+
+def job_progress(key: str, draw: Callable[[Any], None] | None = None) -> None:
+    """A self-refreshing panel for the job under `key`: progress bar, steps, ETA, Stop, and `draw(job)` curves."""
+
+    @st.fragment(run_every=POLL_SECONDS)
+    def panel() -> None:
+        job = find_job(key)
+        if job is None:
+            return
+        if job.finished:
+            st.rerun()  # the whole page redraws with the result
+        # the latest event that says what runs now (a finished part has neither a snapshot nor words)
+        event = next((e for e in reversed(list(job.events)) if e.progress is not None or e.text), None)
+        if job.status == "queued" or event is None:
+            ahead = [j for j in get_runner().active() if j.key != key and j.status == "running"]
+            st.progress(0.0, text=("Waiting for another training job to finish" if ahead
+                                   else "Starting (loading data, preparing the teacher's outputs)..."))
+        else:
+            overall = job.latest.overall
+            st.progress(min(1.0, overall), text=f"{overall:.0%} overall. Now: {progress_text(event)}. "
+                                                f"{_eta_text(job, overall)}")
+        if st.button("Stop", key=f"stop-{key}", help="Stops the training at its next step."):
+            job.cancel()
+            st.toast("Stopping...")
+        if draw is not None and job.events:
+            draw(job)
+
+    panel()

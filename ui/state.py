@@ -1,0 +1,167 @@
+"""Settings in session state: presets, tiny mode, the shareable link, the page widgets and the config they make."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+import streamlit as st
+
+from kd_core import url_settings
+from kd_core.config import RunConfig, preset
+
+TINY_ENV = "KD_LAB_TINY"  # set to 1 (tests, quick demos): every run shrinks to a few seconds
+
+TINY_CHANGES = {"teacher_train_limit": 300, "student_train_limit": 100, "teacher_epochs": 1,
+                "student_epochs": 2, "batch_size": 50}
+
+SETTINGS = ("temperature", "alpha", "student_epochs", "seeds", "t_squared")  # widgets on the pages
+
+PRESET_LABELS = {
+    "classroom": "Classroom demo: fast; the students see only 400 labelled images",
+    "keras": "Keras example: its alpha=0.1 = our alpha 0.9 (T=10, 10 epochs, every image: slow on CPU)",
+}
+
+
+@st.cache_resource(show_spinner=False)
+def configure_logging() -> None:
+    """Once per server: kd_core's INFO lines (each job's start and end, cache problems) go to the server's stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    engine_log = logging.getLogger("kd_core")
+    engine_log.addHandler(handler)
+    engine_log.setLevel(logging.INFO)
+    engine_log.propagate = False
+
+
+def tiny() -> bool:
+    """Whether runs are shrunk to seconds ($KD_LAB_TINY=1)."""
+    return os.environ.get(TINY_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def base_preset(name: str) -> RunConfig:
+    """The named preset, shrunk when tiny() is on."""
+    cfg = preset(name)
+    return cfg.replace(**TINY_CHANGES) if tiny() else cfg
+
+
+def reset_settings() -> None:
+    """Set the page sliders' values to the chosen preset's (called when the preset changes)."""
+    cfg = base_preset(st.session_state.get("preset", "classroom"))
+    st.session_state["settings"] = {key: getattr(cfg, key) for key in SETTINGS}
+    for key in SETTINGS:  # widgets are re-created from the new values
+        st.session_state.pop(f"w_{key}", None)
+
+
+def init_state() -> None:
+    """Once per session: the shared settings from the page link (bad values reported, defaults kept), else defaults.
+
+    Settings are kept apart from widget state, which Streamlit drops when a page without the widget runs.
+    """
+    state = st.session_state
+    if "settings" in state:
+        return
+    from_link, state["link_problems"] = url_settings.parse(st.query_params.to_dict())
+    state["dataset"] = from_link.get("dataset", "mnist-sample")
+    state["preset"] = from_link.get("preset", "classroom")
+    reset_settings()
+    state["settings"].update(from_link["settings"])
+
+
+def sync_link() -> None:
+    """Write the current settings into the page's URL (so the address bar is a shareable link to this experiment)."""
+    state = st.session_state
+    st.query_params.from_dict(url_settings.encode(state["dataset"], state["preset"], state["settings"]))
+
+
+def share_link() -> str:
+    """The full link to this app with the current settings (the address bar's, written out for copying)."""
+    from urllib.parse import urlencode, urlsplit
+
+    state = st.session_state
+    base = urlsplit(st.context.url or "http://localhost:8501/")
+    query = urlencode(url_settings.encode(state["dataset"], state["preset"], state["settings"]))
+    return f"{base.scheme}://{base.netloc}{base.path}?{query}"
+
+
+def show_link_problems() -> None:
+    """Once per session: say which values of the opening link were not usable (their defaults were used)."""
+    problems = st.session_state.pop("link_problems", None)
+    if problems:
+        st.warning("Some settings in this link could not be used:\n\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def show_cache_problem() -> None:
+    """Once per session: say so when the cache folder cannot be written (runs still work; nothing is kept)."""
+    if st.session_state.get("cache_checked"):
+        return
+    st.session_state["cache_checked"] = True
+    from kd_core import paths, store
+
+    problem = store.check_writable()
+    if problem:
+        st.warning(f"The cache folder `{paths.cache_dir()}` is not writable ({problem}): runs work, but their "
+                   "results and trained models are not kept.")
+
+
+def setting_widget(widget: Callable[..., Any], label: str, name: str, **kwargs: Any) -> Any:
+    """A page widget (st.slider, st.toggle, ...) bound to the shared setting `name`, on any page that shows it.
+
+    A slider's range and step are those a shareable link may carry (kd_core.url_settings), unless given.
+    """
+    init_state()  # a page may run before the router has (e.g. AppTest on a page file)
+    key = f"w_{name}"
+    setting = url_settings.BY_FIELD.get(name)
+    if setting is not None and setting.kind is not bool:
+        kwargs = {"min_value": setting.kind(setting.low), "max_value": setting.kind(setting.high),
+                  "step": setting.kind(setting.step), **kwargs}
+
+    def sync() -> None:
+        st.session_state["settings"][name] = st.session_state[key]
+
+    return widget(label, value=st.session_state["settings"][name], key=key, on_change=sync, **kwargs)
+
+
+def current_config() -> RunConfig:
+    """The RunConfig described by the sidebar (dataset, preset) and the page sliders."""
+    init_state()
+    state = st.session_state
+    cfg = base_preset(state.get("preset", "classroom"))
+    return cfg.replace(dataset=state.get("dataset", cfg.dataset), **state.get("settings", {}))
+
+
+def config_summary(cfg: dict[str, Any] | RunConfig) -> str:
+    """One line naming the settings of a run."""
+    c = cfg.as_dict() if isinstance(cfg, RunConfig) else cfg
+    limit = c["student_train_limit"]
+    return (f"{c['dataset']}, teacher {c['teacher']} ({c['teacher_epochs']} epochs), students {c['student']} "
+            f"({c['student_epochs']} epochs on {'all' if limit is None else limit} labelled images), "
+            f"T = {c['temperature']:g}, alpha = {c['alpha']:g}{'' if c['t_squared'] else ' (no T²)'}, "
+            f"{c['seeds']} seed(s)")
+
+
+def run_button_label(cfg: RunConfig) -> str:
+    """The main action's label, naming what will train."""
+    return f"Run teacher → distilled → scratch ({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''})"
+
+
+LAB_TINY_PARAMS = {"data-budget": {"budgets": (20, 100)}, "omitted-class": {},
+                   "sweep": {"temperatures": (2.0, 8.0), "alphas": (0.5, 0.9)}, "t-squared": {"temperatures": (2.0, 16.0)}}
+
+
+def lab_settings(name: str, **params: Any) -> tuple[RunConfig, dict[str, Any]]:
+    """(config, parameters) the Experiments page runs lab experiment `name` with.
+
+    The lab's default config (shrunk when tiny(), with tiny budgets / a 2×2 grid / 2 temperatures) on the
+    sidebar's dataset; every parameter of the experiment is filled in from its defaults, then `params`.
+    """
+    from kd_core import lab
+
+    cfg = lab.default_config(name)
+    if tiny():
+        cfg = cfg.replace(**TINY_CHANGES, seeds=min(cfg.seeds, 2))
+        params = {**LAB_TINY_PARAMS[name], **params}
+    init_state()
+    cfg = cfg.replace(dataset=st.session_state.get("dataset", cfg.dataset))
+    return cfg, lab.parameters(name, **params)

@@ -1,0 +1,91 @@
+"""Drawing helpers shared by the pages: charts with PNG export, downloads, the noise verdict, the lesson panel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from kd_core.roles import ROLE_TITLES  # noqa: F401  (the pages' role names: one vocabulary)
+
+
+def lesson_panel(page, pages: list) -> None:
+    """Lesson mode's box on top of `page`: this step's what to do, what to notice, the question, and the way on.
+
+    `pages` are the app's st.Page objects; lesson steps name their page by its title.
+    """
+    import lesson
+
+    by_title = {p.title: p for p in pages}
+    index = lesson.step_for(page.title)
+    if index is None:
+        first = lesson.STEPS[0]
+        st.info("Lesson mode: this page is not a stop of the guided lesson.")
+        st.page_link(by_title[first.page], label=f"Go to step 1: {first.title}", icon=":material/school:")
+        return
+    step, count = lesson.STEPS[index], len(lesson.STEPS)
+    with st.container(border=True):
+        st.markdown(f"**Lesson, step {index + 1} of {count}: {step.title}**")
+        st.markdown(f"**Do:** {step.do}\n\n**Notice:** {step.notice}\n\n**Ask the class:** {step.question}")
+        back, forward = st.columns(2)
+        if index > 0:
+            previous = lesson.STEPS[index - 1]
+            back.page_link(by_title[previous.page], label=f"Back: step {index}, {previous.title}", icon=":material/arrow_back:")
+        if index + 1 < count:
+            following = lesson.STEPS[index + 1]
+            forward.page_link(by_title[following.page], label=f"Next: step {index + 2}, {following.title}",
+                              icon=":material/arrow_forward:")
+        else:
+            forward.markdown("End of the lesson. Open **Run history** to compare every run the class made.")
+
+
+def chart_filename(fig) -> str:
+    """A file name for a figure's PNG download, made from its title ("kd-lab-accuracy-of-the-three-models")."""
+    import re
+
+    title = re.sub(r"<[^>]*>", " ", fig.layout.title.text or "chart")  # drop <br>, <sup> etc. of Plotly titles
+    return "kd-lab-" + (re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "chart")
+
+
+def chart(fig, key: str, where: Any = None) -> None:
+    """Draw a Plotly figure with its PNG download (Plotly's own export: the camera button, 2x scale for slides)."""
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": chart_filename(fig),
+                                                             "scale": 2}}
+    (where or st).plotly_chart(fig, key=key, config=config)
+
+
+def download_buttons(name: str, rows: list[dict[str, Any]], document: dict[str, Any]) -> None:
+    """Two buttons side by side: the rows as CSV and the whole result as JSON (kd-lab-<name>.csv / .json)."""
+    from kd_core.export import to_csv, to_json
+
+    with st.container(horizontal=True):
+        st.download_button("Table (CSV)", to_csv(rows), file_name=f"kd-lab-{name}.csv", mime="text/csv",
+                           key=f"dl-{name}-csv", on_click="ignore", icon=":material/download:",
+                           help="One row per model and seed, numbers at full precision (accuracies as fractions).")
+        st.download_button("Everything (JSON)", to_json(document), file_name=f"kd-lab-{name}.json",
+                           mime="application/json", key=f"dl-{name}-json", on_click="ignore",
+                           icon=":material/download:", help="The whole result: settings, every number, the curves.")
+
+
+def noise_verdict(result: dict[str, Any]) -> tuple[str, str]:
+    """("success" | "warning" | "info", sentence) on whether distilled beats scratch beyond the seed spread."""
+    d, s = result["models"]["distilled"], result["models"]["scratch"]
+    diff = 100 * (d["accuracy_mean"] - s["accuracy_mean"])
+    seeds = len(d["accuracies"])
+    if seeds < 2:
+        return "info", (f"Distilled minus scratch: {diff:+.1f} points, from one seed. One seed cannot tell a real "
+                        "gain from seed-to-seed noise: run 3 or more seeds on the Distill page.")
+    spread = 100 * max(d["accuracy_std"], s["accuracy_std"])
+    if abs(diff) <= spread:
+        return "warning", (f"Within noise: distilled minus scratch is {diff:+.1f} points, smaller than the "
+                           f"spread between seeds ({spread:.1f} points, {seeds} seeds).")
+    word = "helped" if diff > 0 else "hurt"
+    return ("success" if diff > 0 else "warning"), (
+        f"Distillation {word}: distilled minus scratch is {diff:+.1f} points, larger than the spread between "
+        f"seeds ({spread:.1f} points, {seeds} seeds).")
+
+
+def show_verdict(result: dict[str, Any]) -> None:
+    """Write noise_verdict(result) in its colour."""
+    kind, text = noise_verdict(result)
+    getattr(st, kind)(text)
