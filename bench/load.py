@@ -1,9 +1,9 @@
 """Load test: N real Chromium browser contexts drive one `streamlit run` server at the same time. Prints JSON.
 
 Run `.venv/bin/python bench/load.py [--sessions 30] [--full] [--out PATH]`. The script starts its own server on
-127.0.0.1 (a free port, a fresh temporary KD_LAB_CACHE_DIR so every result is really computed, KD_LAB_TINY=1
-unless --full, Streamlit's file watcher off unless --watch, so that edits to the tree mid-run do not make the
-sessions re-import the app), waits for /_stcore/health, then drives the sessions with Playwright's async API in
+127.0.0.1 exactly as `make run` does (tests/appserver.py: the same command line and the shipped
+.streamlit/config.toml; a free port, a fresh temporary KD_LAB_CACHE_DIR so every result is really computed,
+KD_LAB_TINY=1 unless --full), waits for /_stcore/health, then drives the sessions with Playwright's async API in
 one headless Chromium (Debian's, the flags of tests/test_browser.py), one isolated browser context per session:
 
 1. open Home; every `--variant-every`-th session first moves T on the Distill page (+0.5 or +1.0), so a few
@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, EXCEPTION, free_port  # noqa: E402  (one set of flags)
+from tests.appserver import free_port, start_app, wait_healthy  # noqa: E402  (the server as `make run` starts it)
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, EXCEPTION  # noqa: E402  (one set of flags)
 
 ERROR_ALERT = '[data-testid="stAlertContentError"]'
 DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -79,33 +79,10 @@ class Session:
 # ------------------------------------------------------------------------------------------------------------
 # The server and what /proc says about it
 
-def start_server(port: int, cache: Path, log_path: Path, full: bool, watch: bool) -> subprocess.Popen:
-    """`streamlit run app.py` on 127.0.0.1:port with a private cache; stdout and stderr to log_path.
-
-    Without `watch`, Streamlit's file watcher is off: edits to the source tree during the run (other people
-    working in it) would otherwise make every session re-import the app's modules mid-test.
-    """
-    env = {**os.environ, "KD_LAB_CACHE_DIR": str(cache), "KD_LAB_TINY": "0" if full else "1"}
-    watcher = [] if watch else ["--server.fileWatcherType", "none"]
+def start_server(port: int, cache: Path, log_path: Path, full: bool) -> subprocess.Popen:
+    """The app's server as `make run` starts it (tests/appserver.py), on `port` with a private cache."""
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-                                 "--server.port", str(port), "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false", *watcher],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> float:
-    """Seconds until /_stcore/health answers ok; raises if the server exits or the timeout passes."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early with status {proc.returncode}")
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return time.monotonic() - start
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s")
+        return start_app(port, {"KD_LAB_CACHE_DIR": str(cache), "KD_LAB_TINY": "0" if full else "1"}, log)
 
 
 def _read(path: str) -> str:
@@ -464,7 +441,7 @@ def report(args: argparse.Namespace, sessions: list[Session], phases: dict[str, 
         "cores": len(os.sched_getaffinity(0)),
         **extra,
         **phases,
-        "settings": {"sessions": args.sessions, "full": args.full, "file_watcher": args.watch,
+        "settings": {"sessions": args.sessions, "full": args.full,
                      "stagger_s": args.stagger, "variant_every": args.variant_every, "walk": args.walk,
                      "timeout_s": args.timeout},
     }
@@ -487,7 +464,6 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=420, help="seconds to wait for every run button")
     parser.add_argument("--result-timeout", type=float, default=600, help="seconds from click to result")
     parser.add_argument("--timeout", type=float, default=900, help="the whole run's limit in seconds")
-    parser.add_argument("--watch", action="store_true", help="keep Streamlit's file watcher on (off by default)")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.add_argument("--server-log", type=Path, help="copy the server's log here")
     args = parser.parse_args()
@@ -502,7 +478,7 @@ def main() -> int:
     extra: dict[str, Any] = {"load_average_before": list(os.getloadavg())}
     with tempfile.TemporaryDirectory(prefix="kd-lab-load-") as tmp:
         port, log_path = free_port(), Path(tmp) / "server.log"
-        proc = start_server(port, Path(tmp) / "cache", log_path, args.full, args.watch)
+        proc = start_server(port, Path(tmp) / "cache", log_path, args.full)
 
         def kill_everything() -> None:  # the watchdog: even a hung browser cannot keep this running
             proc.kill()

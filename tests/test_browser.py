@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.appserver import ROOT, free_port, start_app, wait_healthy
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("KD_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -28,36 +24,19 @@ PAGES = ["Data", "Teacher", "Temperature", "Distill", "Compare", "Efficiency", "
 EXCEPTION = '[data-testid="stException"]'
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def server(tmp_path):
-    """`streamlit run app.py` on 127.0.0.1 with a private cache and the tiny config; killed at the end."""
+    """The app's server as `make run` starts it, with a private cache and the tiny config; killed at the end."""
     port = free_port()
-    env = {**os.environ, "KD_LAB_CACHE_DIR": str(tmp_path / "cache"), "KD_LAB_TINY": "1"}
     log = open(tmp_path / "server.log", "w")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_app(port, {"KD_LAB_CACHE_DIR": str(tmp_path / "cache"), "KD_LAB_TINY": "1"}, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited early:\n{(tmp_path / 'server.log').read_text()}")
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("streamlit did not become healthy within 60 s")
+        try:
+            wait_healthy(url, proc)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}:\n{(tmp_path / 'server.log').read_text()}")
         yield url, started
     finally:
         proc.kill()

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import ui
+from tests.appserver import start_app
 from kd_core import paths, store
 from kd_core.config import preset
 
@@ -160,11 +161,8 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def _start_server(cache: Path, port: int) -> subprocess.Popen:
-    """`streamlit run app.py` as a user would type it (no address flag), tiny mode, on `cache`."""
-    env = {**os.environ, paths.CACHE_ENV: str(cache), ui.TINY_ENV: "1"}
-    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """The app's server as `make run` starts it (no address flag: the shipped config's), tiny mode, on `cache`."""
+    return start_app(port, {paths.CACHE_ENV: str(cache), ui.TINY_ENV: "1"})
 
 
 def _healthy(port: int, proc: subprocess.Popen) -> bool:
