@@ -28,6 +28,7 @@ EXPORT_FORMAT = "kd-lab-model"
 EXPORT_VERSION = 1
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024   # a KD Lab student is far below this; bigger files are refused unread
 MAX_CONFIG_BYTES = 64 * 1024
+AST_RACE_RETRIES = 3                  # ONNX export attempts when CPython 3.11's ast races (see onnx_bytes)
 INPUT_NOTE = "float32 (N, 1, 28, 28): uint8 pixels divided by 255, no other normalisation"
 
 
@@ -73,8 +74,16 @@ def onnx_bytes(model: nn.Module) -> bytes:
         # the exporter prints progress lines; keep the CLI's table clean (Python-level stdout only)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(model, (torch.rand(2, 1, 28, 28),), dynamo=True, input_names=["image"],
-                                        output_names=["logits"], dynamic_shapes=({0: "batch"},), verbose=False)
+            for attempt in range(AST_RACE_RETRIES):
+                try:
+                    program = torch.onnx.export(model, (torch.rand(2, 1, 28, 28),), dynamo=True,
+                                                input_names=["image"], output_names=["logits"],
+                                                dynamic_shapes=({0: "batch"},), verbose=False)
+                    break
+                except SystemError as exc:  # CPython 3.11's ast.parse is not thread-safe: onnxscript parses
+                    # its sources while another thread (a page's script run) parses too; a retry succeeds
+                    if "AST constructor recursion depth mismatch" not in str(exc) or attempt + 1 == AST_RACE_RETRIES:
+                        raise
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
