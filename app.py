@@ -65,4 +65,5 @@ try:
     page.run()
 except Exception as exc:  # last resort: a message, never a traceback (Streamlit's stop/rerun are BaseExceptions)
     logging.getLogger("kd_lab").exception("page %s failed", page.title)
-    st.error(f"Something went wrong on this page: {type(exc).__name__}: {exc}. The details are in the server log.")
+    st.error(f"Something went wrong on this page: {type(exc).__name__}: {ui.plain(exc)}. The details are in the "
+             "server log.")

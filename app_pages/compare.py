@@ -41,7 +41,7 @@ else:
     st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     teacher, student = rows[0], rows[1]
-    st.markdown(f"The student has **{teacher['parameters'] / student['parameters']:.0f}× fewer parameters** and "
+    st.markdown(f"The student has **{teacher['parameters'] / max(student['parameters'], 1):.0f}× fewer parameters** and "
                 f"needs **{teacher['MFLOPs/image'] / max(student['MFLOPs/image'], 1e-9):.0f}× fewer FLOPs**; "
                 f"here it answers **{teacher['CPU latency (ms/image)'] / max(student['CPU latency (ms/image)'], 1e-9):.1f}×"
                 f" faster** per image, and the distilled one keeps "

@@ -26,7 +26,7 @@ cfg = ui.current_config()
 st.caption(f"Models: {ui.config_summary(cfg)}. Change them on the Distill page.")
 dataset = ui.require_dataset()
 
-from kd_core.compress import CompressConfig, export_folder, task as compression_task  # noqa: E402
+from kd_core.compress import CompressConfig, export_file, task as compression_task  # noqa: E402
 
 ccfg = CompressConfig(sparsity=sparsity / 100, quantize=quantize,
                       **({"throughput_batch": 32, "calibration_images": 128} if ui.tiny() else {}))
@@ -44,7 +44,8 @@ if out is None:
 rows = out["rows"]
 by_id = {r["id"]: r for r in rows}
 busy = ui.get_runner().active()  # this page's own job has finished: any running job is another
-st.caption(f"Measured {out['measured_at']} in one process with {out['threads']} torch thread(s), PyTorch {out['torch']}"
+st.caption(f"Measured {ui.plain(out['measured_at'])} in one process with {out['threads']} torch thread(s), "
+           f"PyTorch {ui.plain(out['torch'])}"
            f"{' (from the cache)' if out.get('cached') else ''}. Latency: median of {ccfg.latency_runs} timed calls "
            f"after warm-up; the spread is min–max. Another program using the CPU at the same time slows every number"
            f"{' — a training job is running now' if busy else ''}.")
@@ -105,22 +106,27 @@ st.caption(f"Notice: pruning alone {'cost' if lost > 0 else 'changed'} {abs(lost
               "or other T and alpha on the Distill page." if gap <= 0 and lost >= 1 else "" if gap <= 0 else
               "The teacher's soft targets tell the pruned student more per image than the labels alone."))
 for note in out.get("notes", []):
-    st.warning(note)
+    st.warning(ui.plain(note))
 
 st.subheader("Take a model with you")
-names = {row_id: by_id[row_id]["name"] for row_id in out["exports"]}
+names = {row_id: ui.plain(by_id[row_id]["name"]) for row_id in out["exports"]}  # radio labels are markdown
 choice = st.radio("Model to download", list(names), format_func=names.get, horizontal=True, key="eff_download")
-folder = export_folder(out["key"])
 files = out["exports"][choice]
+try:  # plain names inside the cache folder only (export_file), read now: never a path the result could name
+    data = {kind: export_file(out["key"], name).read_bytes() for kind, name in files.items()}
+except (OSError, ValueError):
+    st.warning("The exported files of this run are not in the cache any more: press Measure again below.")
+    data = {}
 cols = st.columns(3)
-cols[0].download_button("Weights (.pt, state_dict)", (folder / files["weights"]).read_bytes(),
-                        file_name=files["weights"], mime="application/octet-stream", key="dl-weights")
-cols[1].download_button("Config (.json)", (folder / files["config"]).read_bytes(),
-                        file_name=files["config"], mime="application/json", key="dl-config")
-if "onnx" in files:
-    cols[2].download_button("ONNX (.onnx)", (folder / files["onnx"]).read_bytes(), file_name=files["onnx"],
+if "weights" in data:
+    cols[0].download_button("Weights (.pt, state_dict)", data["weights"], file_name=files["weights"],
+                            mime="application/octet-stream", key="dl-weights")
+    cols[1].download_button("Config (.json)", data["config"], file_name=files["config"], mime="application/json",
+                            key="dl-config")
+if "onnx" in data:
+    cols[2].download_button("ONNX (.onnx)", data["onnx"], file_name=files["onnx"],
                             mime="application/octet-stream", key="dl-onnx")
-else:
+elif data:
     cols[2].caption("No ONNX file for int8: PyTorch's eager int8 layers do not export to ONNX; take the float model's "
                     "ONNX and quantize it with ONNX Runtime, or use these weights with PyTorch.")
 st.code(f"""from kd_core.compress import load_export   # checks size and checksum, loads with weights_only=True

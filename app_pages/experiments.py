@@ -95,7 +95,7 @@ with budget_tab:
                        "noise level (± points)": round(100 * r["noise"], 1),
                        "verdict": "within noise" if r["within_noise"] else "beyond noise"} for r in rows],
                      hide_index=True, width="stretch")
-        st.caption(f"Noise rule: {result['noise_rule']}.")
+        st.caption(f"Noise rule: {ui.plain(result['noise_rule'])}.")
         ui.download_buttons(f"data-budget-{result['key']}", export.experiment_rows("data-budget", result), result)
 
 # ----------------------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ with sweep_tab:
         st.caption(f"Notice: the best cell (★, red ring) is T = {best['temperature']:g}, alpha = {best['alpha']:g} "
                    f"at {pct(best['mean'])}, {100 * best['gain']:+.1f} points vs scratch ({pct(scratch['mean'])}); "
                    f"{near - 1} other cell{'s are' if near != 2 else ' is'} within noise of it (ringed).")
-        st.caption(f"Noise rule: {result['noise_rule']}.")
+        st.caption(f"Noise rule: {ui.plain(result['noise_rule'])}.")
         ui.download_buttons(f"sweep-{lab.key('sweep', cfg, dataset, params)}",
                             export.experiment_rows("sweep", result), result)
 
@@ -266,5 +266,5 @@ with t2_tab:
                        + (" — without T² the teacher barely counts, and the student falls back towards learning "
                           "from the labels alone." if abs(without - scratch) < abs(with_t2 - scratch) else "."))
         note = result["gradient_note"]
-        st.caption(f"How the gradient is measured: {note}.")
+        st.caption(f"How the gradient is measured: {ui.plain(note)}.")
         ui.download_buttons(f"t-squared-{result['key']}", export.experiment_rows("t-squared", result), result)

@@ -13,7 +13,7 @@ st.markdown("Each row is one finished **teacher → distilled student → scratc
             "its settings and test accuracies (mean over seeds, ± the spread between seeds). **Tick rows** (the "
             "boxes on the left) to draw those runs' curves and accuracies side by side.")
 if message := st.session_state.pop("history-deleted", None):
-    st.success(message)
+    (st.warning if "refused" in message else st.success)(message)
 
 runs = history.list_runs()
 if not runs:
@@ -57,19 +57,24 @@ right.caption("Notice: a difference smaller than the error bars (± one sample s
               "noise; a run with one seed has no error bar, so it cannot tell.")
 
 st.subheader("Delete runs")
-names = ", ".join(r["label"] for r in chosen)
+names = ui.plain(", ".join(r["label"] for r in chosen))
 st.markdown(f"Deletes the **{len(chosen)} ticked run(s)** ({names}): their stored results and trained students, "
             "for everyone using this server. Teachers are kept: other runs and pages share them.")
 chosen_id = hashlib.sha1(" ".join(r["key"] for r in chosen).encode()).hexdigest()[:12]  # new choice: confirm again
 sure = st.checkbox(f"I understand: delete {len(chosen)} run(s)", key=f"history-sure-{chosen_id}")
 if st.button("Delete the ticked runs", icon=":material/delete:", disabled=not sure, key="history-delete"):
-    removed, gone = 0, 0
+    removed, gone, refused = 0, 0, 0
     for run in chosen:
         try:
             removed += len(history.delete_run(run["key"]))
             ui.get_runner().forget(comparison_job_key(run["key"]))  # or this server would still show it
+        except history.RunRefusedError:  # a file links out of the cache folder: nothing of the run is touched
+            refused += 1
         except history.RunKeyError:  # deleted meanwhile, e.g. from another browser
             gone += 1
-    st.session_state["history-deleted"] = (f"Deleted {len(chosen) - gone} run(s) ({removed} files)"
-                                           + (f"; {gone} had been deleted already." if gone else "."))
+    st.session_state["history-deleted"] = (
+        f"Deleted {len(chosen) - gone - refused} run(s) ({removed} files)"
+        + (f"; {gone} had been deleted already" if gone else "")
+        + (f"; refused to delete {refused}: its files lead outside the cache folder (see the server log)"
+           if refused else "") + ".")
     st.rerun()

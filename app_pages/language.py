@@ -31,7 +31,8 @@ if source == "upload":
         st.info("Upload a .txt file to continue, or choose the built-in standard library docstrings.")
         st.stop()
     try:
-        corpus_name = lm.register_text(lm.text_from_upload(upload.getvalue(), upload.name))
+        # the file's name is the user's, and the message quoting it is markdown: named as plain text
+        corpus_name = lm.register_text(lm.text_from_upload(upload.getvalue(), ui.plain(upload.name)))
     except lm.CorpusError as exc:
         st.error(f"This file cannot be used: {exc}")
         st.stop()
@@ -137,7 +138,8 @@ st.dataframe(rows, hide_index=True, width="stretch",
 st.caption("± is the sample standard deviation over the seeds (n − 1 in the denominator), as on every page; the "
            "teacher is trained once, so it has none.")
 ui.download_buttons(f"language-model-{result['key']}", export.lm_rows(result), result)
-st.markdown(f"The student has **{m['teacher']['params'] / m['distilled']['params']:.0f}× fewer parameters** and "
+fewer = m["teacher"]["params"] / max(m["distilled"]["params"], 1)  # the schema refuses 0; guarded all the same
+st.markdown(f"The student has **{fewer:.0f}× fewer parameters** and "
             f"generates **{result['speedup']:.1f}× more characters per second** than the teacher (measured when the "
             "run finished: one CPU thread, one stream, 150 characters).")
 st.caption(f"Same start: the students' embedding weight norm before training was "

@@ -52,7 +52,7 @@ with left:
     else:
         upload = st.file_uploader("A photo, scan or drawing of one digit", type=list(digits.UPLOAD_TYPES),
                                   key="digit_upload", help=f"{', '.join(digits.FORMATS)}; up to "
-                                                           f"{digits.MAX_IMAGE_BYTES // 2**20} MB and "
+                                                           f"{digits.MAX_IMAGE_BYTES // 1_000_000} MB and "
                                                            f"{digits.MAX_IMAGE_PIXELS // 10**6} megapixels.")
         if upload is None:
             st.info("Upload an image: one digit, dark on light paper or light on dark, filling most of the picture.")

@@ -3,6 +3,8 @@
 Foundations
 - paths:        where files live: the cache folder and the optional local data folder (environment variables)
 - store:        results and checkpoints on disk, keyed by config hash, written atomically, checked when read
+- schema:       what every file read back from the cache must look like (types, finite numbers in range,
+                structure, known names), as small declarative checks; a file that fails is moved aside
 - memo:         in-process memoisation that computes a value once under concurrent first visits
 - config:       one run's settings (RunConfig) with checked defaults, and the named presets
 - roles:        the one vocabulary of model roles: display names and colours

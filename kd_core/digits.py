@@ -19,7 +19,8 @@ from torch import nn
 from kd_core.evaluate import predict_logits
 from kd_core.losses import soften
 
-MAX_IMAGE_BYTES = 5 * 1024 * 1024     # a larger file is refused before it is parsed
+MAX_IMAGE_BYTES = 5_000_000          # a larger file is refused before it is parsed: Streamlit's own cap
+#                                      (maxUploadSize = 5 in .streamlit/config.toml means 5 * 10^6 bytes)
 MAX_IMAGE_PIXELS = 24_000_000         # width x height, checked before decoding (decompression bombs)
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")  # file-name endings of FORMATS
@@ -63,8 +64,8 @@ def load_image(data: bytes, background: tuple[int, int, int] = (255, 255, 255)) 
     if not data:
         raise ImageError("The file is empty.")
     if len(data) > MAX_IMAGE_BYTES:
-        raise ImageError(f"The file is too large ({len(data) / 2**20:.1f} MB); the limit is "
-                         f"{MAX_IMAGE_BYTES / 2**20:.0f} MB.")
+        raise ImageError(f"The file is too large ({len(data):,} bytes); the limit is "
+                         f"{MAX_IMAGE_BYTES / 1e6:.0f} MB ({MAX_IMAGE_BYTES:,} bytes).")
     image = _open(data)
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:

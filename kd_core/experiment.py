@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kd_core import store
+from kd_core import schema, store
 from kd_core.config import RunConfig
 from kd_core.data import Dataset, load_dataset
 from kd_core.distributed import Backend, backend_from_env
@@ -46,10 +46,11 @@ def _teacher_path(cfg: RunConfig, dataset: Dataset) -> Any:
     return store.cache_path("teachers", f"{teacher_key(cfg, dataset)}.pt")
 
 
-def load_model(path: Any, architecture: str | None = None) -> tuple[nn.Module, dict[str, Any]] | None:
-    """(model in eval mode, metadata) from the checkpoint at `path`, or None when it is missing, damaged or
-    not `architecture` (when given)."""
-    loaded = store.load_checkpoint(path)
+def load_model(path: Any, architecture: str | None = None,
+               meta_check: schema.Check | None = None) -> tuple[nn.Module, dict[str, Any]] | None:
+    """(model in eval mode, metadata) from the checkpoint at `path`, or None when it is missing, damaged,
+    not `architecture` (when given) or its metadata fails `meta_check` (kd_core.schema)."""
+    loaded = store.load_checkpoint(path, meta_check)
     if loaded is None or (architecture is not None and loaded[0] != architecture):
         return None
     try:
@@ -63,7 +64,7 @@ def load_model(path: Any, architecture: str | None = None) -> tuple[nn.Module, d
 
 def cached_teacher(cfg: RunConfig, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]] | None:
     """The trained teacher for `cfg` and its metadata from the cache, or None."""
-    return load_model(_teacher_path(cfg, dataset), cfg.teacher)
+    return load_model(_teacher_path(cfg, dataset), cfg.teacher, schema.TEACHER_META)
 
 
 def get_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progress], None] | None = None,
@@ -92,10 +93,30 @@ def run_key(cfg: RunConfig, dataset: Dataset) -> str:
     return store.config_key({**cfg.as_dict(), "data": dataset.fingerprint})
 
 
+def result_path(key: str) -> Any:
+    """Where the comparison result with cache key `key` is stored."""
+    return store.cache_path("results", f"{key}.json")
+
+
+def read_result(path: Any) -> dict[str, Any] | None:
+    """The comparison result stored at `path` (results/<key>.json), checked against kd_core.schema.COMPARISON
+    and its own key, or None (a file that fails is reported and moved aside). Its model files are not
+    looked at: Run history lists and deletes such a result; `cached_result` needs them."""
+    return store.load_json(path, schema.with_key(schema.COMPARISON, path.stem))
+
+
 def cached_result(cfg: RunConfig, dataset: Dataset | None = None) -> dict[str, Any] | None:
-    """The stored result of this exact config, or None."""
+    """The stored result of this exact config, or None: also None when a student checkpoint it names is gone
+    (a result without its models is not a finished run: the pages offer to run it again)."""
     dataset = dataset or load_dataset(cfg.dataset)
-    return store.load_json(store.cache_path("results", f"{run_key(cfg, dataset)}.json"))
+    path = result_path(run_key(cfg, dataset))
+    found = read_result(path)
+    if found is None:
+        return None
+    if (missing := store.missing_file(student_checkpoint_path(found, role) for role in ("distilled", "scratch"))):
+        store.report_missing(path, missing)
+        return None
+    return found
 
 
 def student_checkpoint_path(result: dict[str, Any], role: str) -> Any:
@@ -241,12 +262,14 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
                        len(dataset.classes), make_hint)
     tasks = [(seed, role) for seed in range(cfg.seeds) for role in ("distilled", "scratch")]
 
+    saved: dict[str, bool] = {}  # role -> whether its seed-0 checkpoint was written
+
     def finished(i: int, outcome: tuple[dict[str, Any], dict[str, torch.Tensor] | None]) -> None:
         tracker.trained(student_steps)
         if outcome[1] is not None:  # seed 0's weights, kept for the pages that use the trained students
             role = tasks[i][1]
-            store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student, outcome[1],
-                                  {"role": role, "config": cfg.as_dict()})
+            saved[role] = store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student,
+                                                outcome[1], {"role": role, "config": cfg.as_dict()})
 
     outcomes = (backend or backend_from_env()).map(
         _train_one_student, shared, tasks, watch=lambda i: tracker.watch(tasks[i][1], tasks[i][0]), on_result=finished,
@@ -270,7 +293,8 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
               "classes": list(dataset.classes), "models": models,
               **({"hint": hint_info} if hint_info is not None else {}),  # only with hint_weight > 0
               "total_seconds": time.perf_counter() - started}
-    store.save_json(store.cache_path("results", f"{key}.json"), result)
+    if all(saved.get(role) for role in ("distilled", "scratch")):  # a result is stored only after its models
+        store.save_json(result_path(key), result)
     return {**result, "cached": False}
 
 

@@ -40,6 +40,10 @@ class RunKeyError(ValueError):
     """A run key that is malformed, unknown, or would resolve outside the cache folder."""
 
 
+class RunRefusedError(RunKeyError):
+    """A run whose files resolve outside the cache folder (a symlink out of it): nothing is deleted."""
+
+
 def results_dir() -> Path:
     """The folder of finished comparison results."""
     return store.cache_path("results")
@@ -93,7 +97,11 @@ def _record(key: str, finished: float, result: dict[str, Any]) -> RunRecord:
 
 
 def list_runs() -> list[RunRecord]:
-    """Every finished comparison in the cache, newest first; corrupt files are skipped (store reports them)."""
+    """Every finished comparison in the cache, newest first. Files that are not comparison results (corrupt,
+    failing kd_core.schema.COMPARISON, behind a symlink out of the cache) are skipped: the store reports them
+    once and moves them aside. A run whose student checkpoints are gone is still listed (and deletable)."""
+    from kd_core.experiment import read_result  # imports torch: the history page imports it anyway
+
     folder = results_dir()
     found: list[tuple[float, str, Path]] = []
     for path in folder.glob("*.json") if folder.is_dir() else []:
@@ -104,7 +112,7 @@ def list_runs() -> list[RunRecord]:
                 continue
     records: list[RunRecord] = []
     for finished, key, path in sorted(found, reverse=True):
-        result = store.load_json(path)
+        result = read_result(path)
         if result is None:
             continue
         try:
@@ -173,18 +181,17 @@ def table_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
 
 
 def _inside_cache(path: Path) -> Path:
-    """`path` resolved (links followed); RunKeyError when that lands outside the cache folder."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(paths.cache_dir().resolve()):
-        raise RunKeyError(f"refusing to touch {path}: it resolves outside the cache folder")
-    return resolved
+    """`path` resolved (links followed); RunRefusedError when that lands outside the cache folder."""
+    if not paths.resolves_inside(path, paths.cache_dir()):
+        raise RunRefusedError(f"refusing to touch {path}: it resolves outside the cache folder")
+    return path.resolve()
 
 
 def run_files(key: str) -> list[Path]:
     """The files of run `key` that exist (result first, then its student checkpoints); checks the key strictly.
 
-    RunKeyError when the key is not 20 lowercase hex digits, when no finished run has it, or when a file
-    would resolve outside the cache folder.
+    RunKeyError when the key is not 20 lowercase hex digits or no finished run has it; RunRefusedError (a
+    RunKeyError) when a file would resolve outside the cache folder.
     """
     from kd_core.experiment import student_checkpoint_path  # imports torch: only when files are looked up
 
@@ -192,6 +199,8 @@ def run_files(key: str) -> list[Path]:
         shown = repr(key[:40]) + ("..." if len(key) > 40 else "") if isinstance(key, str) else type(key).__name__
         raise RunKeyError(f"invalid run key {shown}: expected the 20 hex digits of a listed run")
     result = results_dir() / f"{key}.json"
+    if result.is_symlink() and not paths.resolves_inside(result, paths.cache_dir()):
+        raise RunRefusedError(f"refusing to touch {result}: it resolves outside the cache folder")
     if not result.is_file():
         raise RunKeyError(f"no finished run with key {key} in {results_dir()}")
     candidates = [result, *(student_checkpoint_path({"key": key}, role) for role in STUDENTS)]

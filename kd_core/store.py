@@ -12,11 +12,11 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from kd_core import paths
+from kd_core import paths, schema
 
 if TYPE_CHECKING:  # torch is imported where used (checkpoints), so cache look-ups stay light
     import torch
@@ -24,8 +24,12 @@ if TYPE_CHECKING:  # torch is imported where used (checkpoints), so cache look-u
 log = logging.getLogger("kd_core.store")
 CODE_VERSION = 1  # bump when training code changes what a cached result would contain
 STALE_TEMP_SECONDS = 600  # a temp file this old was left by a writer that was killed; it is deleted
-# The only module state: folders whose writes failed in this process, so each is reported once, not per file.
+REJECTED_SUFFIX = ".rejected"  # a cache file that fails its check is moved aside under this name, kept for inspection
+# The only module state: what was reported in this process, so each is reported once, not per read: folders
+# whose writes failed; rejected files that could not be moved aside; results whose model files are gone.
 _reported_unwritable: set[str] = set()
+_reported_rejected: set[str] = set()
+_reported_missing: set[str] = set()
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -110,6 +114,64 @@ def _report_corrupt(path: Path, exc: Exception) -> None:
         pass
 
 
+def _leaves_cache(path: Path) -> bool:
+    """Whether `path` is in the cache folder by name but a symlink on the way leads outside it."""
+    root = paths.cache_dir()
+    if not (path == root or os.path.abspath(path).startswith(os.path.join(os.path.abspath(root), ""))):
+        return False  # not a cache file (a test's or a user's own path)
+    return not paths.resolves_inside(path, root)
+
+
+def reject(path: Path, problem: str) -> None:
+    """Report a cache file that fails its check and move it aside to `<name>.rejected` (kept for inspection),
+    so it reads as absent and is recomputed. Once per file: after the move there is nothing left to report;
+    when the folder is read-only the file stays and is reported once per process."""
+    aside = path.with_name(path.name + REJECTED_SUFFIX)
+    try:
+        os.replace(path, aside)  # a symlink is moved itself, never its target
+    except FileNotFoundError:
+        return  # another reader moved it a moment ago (and reported it)
+    except OSError as exc:
+        if str(path) not in _reported_rejected:
+            _reported_rejected.add(str(path))
+            log.warning("rejected cache file %s (%s); it is ignored and recomputed (not moved aside: %s)", path,
+                        problem, exc.strerror or exc)
+        return
+    log.warning("rejected cache file %s (%s); moved aside to %s, it will be recomputed", path, problem, aside.name)
+
+
+def refused_link(path: Path) -> bool:
+    """True (after reporting and moving it aside) when `path` is a cache file behind a symlink out of the cache."""
+    if _leaves_cache(path):
+        reject(path, "a symlink that leads outside the cache folder")
+        return True
+    return False
+
+
+def missing_file(files: Iterable[Path]) -> Path | None:
+    """The first of `files` that is not a readable regular file inside the cache folder, or None when all are.
+
+    Cheap (a stat each, no read): what a result checks on every read for the model files it names.
+    """
+    root = paths.cache_dir()
+    for path in files:
+        try:
+            if not (path.is_file() and paths.resolves_inside(path, root) and os.access(path, os.R_OK)):
+                return path
+        except OSError:
+            return path
+    return None
+
+
+def report_missing(result_path: Path, missing: Path) -> None:
+    """Say once per process that a result is ignored because a model file it names is gone."""
+    what = f"{result_path}:{missing}"
+    if what not in _reported_missing:
+        _reported_missing.add(what)
+        log.warning("ignoring cached result %s: %s is missing or unreadable; it will be recomputed",
+                    result_path, missing)
+
+
 def write_report(path: Path, payload: dict[str, Any]) -> None:
     """Write a CLI's JSON report to a user-chosen path (errors propagate: the user asked for this file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,18 +183,30 @@ def save_json(path: Path, payload: dict[str, Any]) -> bool:
     return atomic_write(path, json.dumps(payload, indent=1).encode())
 
 
-def load_json(path: Path) -> dict[str, Any] | None:
-    """A JSON document, or None when missing or corrupt (corrupt ones are reported and removed)."""
-    if not path.is_file():
+def load_json(path: Path, check: schema.Check | None = None) -> dict[str, Any] | None:
+    """A JSON document, or None when missing, corrupt or refused.
+
+    Unreadable JSON is reported and removed. JSON that is not an object, a cache file behind a symlink out
+    of the cache folder, or a document that fails `check` (kd_core.schema: types, finite numbers in range,
+    structure) is reported once and moved aside (`reject`): either way it reads as absent and is recomputed.
+    """
+    if refused_link(path) or not path.is_file():
         return None
     try:
         payload = json.loads(path.read_text())
-        if not isinstance(payload, dict):
-            raise ValueError("not a JSON object")
-        return payload
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         _report_corrupt(path, exc)
         return None
+    if not isinstance(payload, dict):  # well-formed, but not what any of our writers writes
+        reject(path, f"a JSON {type(payload).__name__}, not an object")
+        return None
+    if check is not None:
+        try:
+            schema.validate(payload, check)
+        except schema.SchemaError as exc:
+            reject(path, str(exc))
+            return None
+    return payload
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> bool:
@@ -144,7 +218,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> bool:
 
 def load_npz(path: Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
     """Arrays from an .npz file (never unpickled), or None when missing, corrupt or without one of `keys`."""
-    if not path.is_file():
+    if refused_link(path) or not path.is_file():
         return None
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -172,9 +246,11 @@ def save_checkpoint(path: Path, model_name: str, state_dict: dict[str, torch.Ten
     return atomic_write(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]] | None:
-    """(model name, weights, metadata) loaded with weights_only=True, or None when missing or corrupt."""
-    if not path.is_file():
+def load_checkpoint(path: Path, meta_check: schema.Check | None = None
+                    ) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]] | None:
+    """(model name, weights, metadata) loaded with weights_only=True, or None when missing, corrupt or refused
+    (behind a symlink out of the cache, or metadata failing `meta_check`: moved aside as load_json does)."""
+    if refused_link(path) or not path.is_file():
         return None
     import torch
 
@@ -186,7 +262,13 @@ def load_checkpoint(path: Path) -> tuple[str, dict[str, torch.Tensor], dict[str,
         if not (isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                   for k, v in weights.items()) and isinstance(meta, dict)):
             raise ValueError("not a checkpoint: weights must map names to tensors, metadata must be an object")
-        return str(payload["model"]), weights, meta
     except Exception as exc:  # torch raises many kinds on a damaged zip/pickle stream
         _report_corrupt(path, exc)
         return None
+    if meta_check is not None:
+        try:
+            schema.validate(meta, meta_check)
+        except schema.SchemaError as exc:
+            reject(path, f"metadata {exc}")
+            return None
+    return str(payload["model"]), weights, meta

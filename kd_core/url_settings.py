@@ -7,6 +7,7 @@ one is reported in words and left out (the default stays), never passed on.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,12 @@ from kd_core.config import PRESETS
 from kd_core.data import DATASETS
 
 MAX_VALUE_CHARS = 40  # longer values are refused before any parsing
+# What a number in a link may look like: ASCII digits with an optional sign; for numbers that are not
+# integers also one dot and an ASCII exponent (encode writes the shortest exact text, "1e-05" for a tiny
+# value). Python's int() and float() also take full-width and other Unicode digits ("１２"), underscores
+# ("1_0"), "inf" and "nan"; no slider or encode() writes those, so a link must not carry them either.
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+NUMBER_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -42,10 +49,9 @@ TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off"
 def _number(setting: Setting, text: str) -> float | int:
     """`text` as the setting's number within its range, or ValueError saying what is allowed."""
     allowed = f"{'an integer' if setting.kind is int else 'a number'} from {setting.low:g} to {setting.high:g}"
-    try:
-        value = setting.kind(text)
-    except ValueError:
-        raise ValueError(f"is not {allowed}") from None
+    if not (INTEGER_TEXT if setting.kind is int else NUMBER_TEXT).fullmatch(text):
+        raise ValueError(f"is not {allowed}")
+    value = setting.kind(text)
     if not (math.isfinite(value) and setting.low <= value <= setting.high):
         raise ValueError(f"is outside the range: use {allowed}")
     return value

@@ -12,7 +12,7 @@ import json
 import pytest
 
 import ui
-from kd_core import compress, lab, store
+from kd_core import compress, lab
 from kd_core.config import preset
 from kd_core.data import load_dataset
 from kd_core.experiment import comparison_task, teacher_task
@@ -52,17 +52,24 @@ def test_job_keys_are_the_keys_of_before(dataset):
         assert lab.task(name, tiny_lab_config(name), dataset, lab.parameters(name, **params)).key == BEFORE[name]
 
 
-def test_results_stored_under_the_old_paths_are_found(dataset, tmp_path, monkeypatch):
+def test_results_stored_under_the_old_paths_are_found(dataset, tmp_path, monkeypatch, one_thread):
+    """Real tiny runs land where the old code wrote them, and are found there. (A hand-made skeleton of a
+    result is no longer enough: every result read back is checked against kd_core.schema, and a comparison
+    needs its student checkpoints.)"""
+    from kd_core.experiment import run_experiment
+
     monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path))
     cfg = preset("classroom").replace(**ui.TINY_CHANGES)
     key = BEFORE["comparison_tiny"].removeprefix("run-")
-    old = json.loads(json.dumps({"dataset": cfg.dataset, "config": cfg.as_dict(), "key": key, "models": {}}))
-    store.save_json(tmp_path / "results" / f"{key}.json", old)   # where the old code wrote it
+    run_experiment(cfg)
+    assert json.loads((tmp_path / "results" / f"{key}.json").read_text())["key"] == key  # where the old code wrote it
     found = comparison_task(cfg, dataset).cached()
     assert found is not None and found["key"] == key and found["cached"]
 
     name = "t-squared"
     lab_key = BEFORE[name].removeprefix(f"lab-{name}-")
-    store.save_json(tmp_path / "lab" / name / f"{lab_key}.json", {"experiment": name, "key": lab_key})
-    found = lab.task(name, tiny_lab_config(name), dataset, lab.parameters(name, **TINY_LAB[name])).cached()
+    task = lab.task(name, tiny_lab_config(name), dataset, lab.parameters(name, **TINY_LAB[name]))
+    task.run()
+    assert json.loads((tmp_path / "lab" / name / f"{lab_key}.json").read_text())["key"] == lab_key
+    found = task.cached()
     assert found is not None and found["key"] == lab_key and found["cached"]

@@ -177,8 +177,10 @@ def test_corrupt_and_foreign_results_are_skipped(cache, caplog):
     (folder / "results" / f"{'c' * 20}.json").write_text(json.dumps(tampered))
     runs = history.list_runs()
     assert [r["key"] for r in runs] == [r["key"] for r in results_of(configs)]
-    assert "corrupt cache file" in caplog.text and "not a comparison result" in caplog.text
-    assert not corrupt.exists() and foreign.exists()  # store removes corrupt files; valid JSON is left alone
+    assert "corrupt cache file" in caplog.text and "rejected cache file" in caplog.text
+    # unreadable JSON is removed; well-formed JSON that is not a comparison result (kd_core.schema) is moved aside
+    assert not corrupt.exists() and not foreign.exists() and foreign.with_name(foreign.name + ".rejected").exists()
+    assert (folder / "results" / f"{'c' * 20}.json.rejected").exists() and (folder / "results" / "notes.json").exists()
 
 
 def test_no_cache_folder_means_no_runs(tmp_path, monkeypatch):

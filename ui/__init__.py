@@ -16,14 +16,14 @@ from ui.models import (current_or_latest_result, efficiency_rows, measure_latenc
 from ui.state import (PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config_summary, configure_logging,
                       current_config, init_state, lab_settings, reset_settings, run_button_label, setting_widget,
                       share_link, show_cache_problem, show_link_problems, sync_link, tiny)
-from ui.widgets import ROLE_TITLES, chart, download_buttons, lesson_panel, noise_verdict, show_verdict
+from ui.widgets import ROLE_TITLES, chart, download_buttons, lesson_panel, noise_verdict, plain, show_verdict
 
 __all__ = [
     "PRESET_LABELS", "ROLE_TITLES", "TINY_CHANGES", "TINY_ENV", "again_button",
     "base_preset", "chart", "config_summary", "configure_logging", "current_config",
     "current_or_latest_result", "dataset_label", "dataset_status", "download_buttons", "efficiency_rows",
     "get_runner", "init_state", "lab_settings", "lesson_panel",
-    "measure_latency", "noise_verdict", "parts", "require_dataset", "reset_settings", "result_models",
+    "measure_latency", "noise_verdict", "parts", "plain", "require_dataset", "reset_settings", "result_models",
     "run_button_label", "setting_widget", "share_link", "show_cache_problem", "show_link_problems",
     "show_verdict", "submit", "sync_link", "task_section", "teacher_or_offer", "tiny",
 ]

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from ui.widgets import ROLE_TITLES
+from ui.widgets import ROLE_TITLES, plain
 
 POLL_SECONDS = 1.0
 RUNNING_NOTE = ("Running in the background: {label}. Switching pages or moving sliders does not stop it; anyone "
@@ -84,7 +84,7 @@ def show_job_ending(job) -> None:
     if job is None:
         return
     if job.status == "failed":
-        st.error(f"The last run failed: {job.error}. Change the settings or try again.")
+        st.error(f"The last run failed: {plain(job.error)}. Change the settings or try again.")
     elif job.status == "cancelled":
         st.warning("Stopped. Models that had finished stay cached; press the button to start again.")
 

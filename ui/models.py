@@ -21,14 +21,22 @@ def current_or_latest_result(cfg: RunConfig, dataset) -> tuple[dict[str, Any] | 
 
 
 def latest_result() -> dict[str, Any] | None:
-    """The most recently written comparison in the cache (any config), or None."""
-    from kd_core import store
+    """The most recently written comparison in the cache (any config), or None. Each file is checked as the
+    engine reads results (kd_core.experiment.read_result): one that fails is reported, moved aside, skipped."""
+    from kd_core import schema, store
+    from kd_core.experiment import read_result
+
+    def modified(path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # deleted meanwhile, or a dangling link
+            return 0.0
 
     folder = store.cache_path("results")
-    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    files = sorted((p for p in folder.glob("*.json") if schema.KEY_PATTERN.fullmatch(p.stem)), key=modified,
+                   reverse=True) if folder.is_dir() else []
     for path in files:
-        result = store.load_json(path)
-        if result is not None and "models" in result:
+        if (result := read_result(path)) is not None:
             return result
     return None
 

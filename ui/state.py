@@ -132,8 +132,12 @@ def current_config() -> RunConfig:
 
 
 def config_summary(cfg: dict[str, Any] | RunConfig) -> str:
-    """One line naming the settings of a run."""
+    """One line naming the settings of a run, for markdown: its names are shown as plain text (a config can come
+    from the cache, which is checked against kd_core.schema, but is escaped all the same)."""
+    from ui.widgets import plain
+
     c = cfg.as_dict() if isinstance(cfg, RunConfig) else cfg
+    c = {**c, **{name: plain(c[name]) for name in ("dataset", "teacher", "student")}}
     limit = c["student_train_limit"]
     return (f"{c['dataset']}, teacher {c['teacher']} ({c['teacher_epochs']} epochs), students {c['student']} "
             f"({c['student_epochs']} epochs on {'all' if limit is None else limit} labelled images), "

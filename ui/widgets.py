@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import streamlit as st
 
 from kd_core.roles import ROLE_TITLES  # noqa: F401  (the pages' role names: one vocabulary)
+
+# Markdown's special characters: with a backslash before each, CommonMark shows the character itself, so no
+# link, image, emphasis, heading, HTML tag, colour directive, LaTeX or bare-URL autolink can form.
+_MARKDOWN_SPECIAL = re.compile(r"""([\\`*_{}\[\]()#+\-.!|<>~$:&='"^])""")
+
+
+def plain(value: Any) -> str:
+    """`value` as text that every Streamlit markdown element (st.markdown, st.caption, st.success, widget
+    labels...) shows literally, on one line. For anything not written by our own code: strings read back
+    from the cache, upload file names, exception messages."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
 
 
 def lesson_panel(page, pages: list) -> None:

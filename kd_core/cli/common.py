@@ -42,11 +42,15 @@ def finite_float(text: str) -> float:
 
 
 def prepare(cfg, data_dir: Path | None) -> int:
-    """Point the loaders at --data-dir, give torch its threads and load the dataset once; returns the thread count."""
-    from kd_core.data import load_dataset
+    """Point the loaders at --data-dir, give torch its threads and load the dataset once; returns the thread count.
+
+    A --data-dir that lacks the dataset's IDX files is an error saying so (never a silent fall-back to
+    another copy, such as Debian's Fashion-MNIST)."""
+    from kd_core.data import load_dataset, require_in
     from kd_core.train import configure_threads
 
     if data_dir:
+        require_in(cfg.dataset, data_dir)
         os.environ[paths.DATA_ENV] = str(data_dir)
     threads = configure_threads()
     load_dataset(cfg.dataset)

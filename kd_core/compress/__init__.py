@@ -10,10 +10,10 @@
 from kd_core.compress.exporting import EXPORT_FORMAT, ExportError, export_model, load_export
 from kd_core.compress.measure import state_dict_bytes, weight_sparsity
 from kd_core.compress.pipeline import (EXPORTED, PIPELINE, CompressConfig, cached_compression, compress, compress_key,
-                                       export_folder, task)
+                                       export_file, export_folder, task)
 from kd_core.compress.prune import finetune_pruned, make_permanent, prune_magnitude
 from kd_core.compress.quantize import quantize_int8
 
 __all__ = ["EXPORTED", "EXPORT_FORMAT", "PIPELINE", "CompressConfig", "ExportError", "cached_compression", "compress",
-           "compress_key", "export_folder", "export_model", "finetune_pruned", "load_export",
+           "compress_key", "export_file", "export_folder", "export_model", "finetune_pruned", "load_export",
            "make_permanent", "prune_magnitude", "quantize_int8", "state_dict_bytes", "task", "weight_sparsity"]

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from kd_core import store
+from kd_core import paths, schema, store
 from kd_core.compress.exporting import export_model
 from kd_core.compress.measure import measure_row
 from kd_core.compress.prune import finetune_pruned, make_permanent, prune_magnitude
@@ -81,12 +81,22 @@ def compress_key(cfg: RunConfig, ccfg: CompressConfig, dataset: Dataset) -> str:
 
 
 def cached_compression(cfg: RunConfig, ccfg: CompressConfig, dataset: Dataset | None = None) -> dict[str, Any] | None:
-    """The stored compression result for these settings, or None (also None when its export files are gone)."""
+    """The stored compression result for these settings, or None: a result failing kd_core.schema.COMPRESSION
+    is reported and moved aside; one whose export files are gone (or not plain files inside the cache) reads
+    as absent, so it is recomputed."""
     dataset = dataset or load_dataset(cfg.dataset)
     key = compress_key(cfg, ccfg, dataset)
-    found = store.load_json(store.cache_path("compress", f"{key}.json"))
-    if found is None or not all((export_folder(key) / f).is_file()
-                                for files in found.get("exports", {}).values() for f in files.values()):
+    path = store.cache_path("compress", f"{key}.json")
+    found = store.load_json(path, schema.with_key(schema.COMPRESSION, key))
+    if found is None:
+        return None
+    try:
+        files = export_paths(key, found["exports"])
+    except ValueError as exc:  # a name that is not a plain file name inside the export folder
+        store.reject(path, str(exc))
+        return None
+    if (missing := store.missing_file(files)) is not None:
+        store.report_missing(path, missing)
         return None
     return found
 
@@ -94,6 +104,20 @@ def cached_compression(cfg: RunConfig, ccfg: CompressConfig, dataset: Dataset | 
 def export_folder(key: str) -> Path:
     """Where a compression run's exported files live."""
     return store.cache_path("compress", key)
+
+
+def export_file(key: str, name: str) -> Path:
+    """The exported file `name` of compression run `key`: ValueError unless `name` is one plain file name
+    and the path, symlinks followed, stays inside the cache folder (names come from a stored result)."""
+    path = paths.inside(export_folder(key), paths.plain_name(name))
+    if not paths.resolves_inside(path, paths.cache_dir()):
+        raise ValueError(f"refused file name {name[:80]!r}: a symlink leads outside the cache folder")
+    return path
+
+
+def export_paths(key: str, exports: dict[str, dict[str, str]]) -> list[Path]:
+    """Every file a result's `exports` names, through export_file (ValueError for the first bad name)."""
+    return [export_file(key, name) for files in exports.values() for name in files.values()]
 
 
 def row_name(row_id: str, sparsity: float) -> str:
@@ -233,7 +257,8 @@ def compress(cfg: RunConfig, ccfg: CompressConfig | None = None, on_event: Calla
            "calibration_images": ccfg.calibration_images if ccfg.quantize else 0,
            "finetune_images": len(student_idx), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
            "total_seconds": time.perf_counter() - started}
-    store.save_json(store.cache_path("compress", f"{key}.json"), out)
+    if store.missing_file(export_paths(key, exports)) is None:  # a result is stored only after its files
+        store.save_json(store.cache_path("compress", f"{key}.json"), out)
     return {**out, "cached": False}
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from kd_core import store
+from kd_core import schema, store
 from kd_core.config import RunConfig, preset
 from kd_core.data import Dataset, load_dataset
 from kd_core.evaluate import predict_logits
@@ -55,8 +55,9 @@ def result_key(name: str, cfg: RunConfig, dataset: Dataset, settings: dict[str, 
 
 
 def read_result(name: str, key: str) -> dict[str, Any] | None:
-    """A stored experiment result, marked as cached, or None."""
-    found = store.load_json(store.cache_path("lab", name, f"{key}.json"))
+    """A stored experiment result, marked as cached, or None (a file failing kd_core.schema.LAB[name] or not
+    keyed `key` is reported and moved aside)."""
+    found = store.load_json(store.cache_path("lab", name, f"{key}.json"), schema.with_key(schema.LAB[name], key))
     return None if found is None else {**found, "cached": True}
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from kd_core import store
+from kd_core import schema, store
 from kd_core.config import RunConfig
 from kd_core.data import Dataset
 from kd_core.distributed import Backend, backend_from_env
@@ -34,9 +34,14 @@ def _cell_path(cfg: RunConfig, dataset: Dataset, role: str, seed: int) -> Any:
 
 
 def _cached_cell(cfg: RunConfig, dataset: Dataset, role: str, seed: int) -> float | None:
-    """One sweep student's stored test accuracy, or None."""
-    found = store.load_json(_cell_path(cfg, dataset, role, seed))
-    return found["accuracy"] if found is not None and isinstance(found.get("accuracy"), float) else None
+    """One sweep student's stored test accuracy, or None (a cell failing kd_core.schema.SWEEP_CELL, or one for
+    another role or seed, is reported and moved aside)."""
+    def this_cell(cell: dict[str, Any], where: str) -> None:
+        schema.SWEEP_CELL(cell, where)
+        schema.require(cell["role"] == role and cell["seed"] == seed, where, "not this cell's role and seed")
+
+    found = store.load_json(_cell_path(cfg, dataset, role, seed), this_cell)
+    return None if found is None else float(found["accuracy"])
 
 
 def _plan(cfg: RunConfig, temperatures: Sequence[float],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from kd_core import store
+from kd_core import schema, store
 from kd_core.memo import computed_once
 
 STDLIB_TITLE = ("Docstrings of Python's standard library: every module, class and function docstring in the "
@@ -116,12 +116,12 @@ def load_text(name: str) -> str:
     if name in ("stdlib", "stdlib-small"):
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         path = store.cache_path("lm", "corpora", f"{name}-py{version}-v1.json")
-        text = (store.load_json(path) or {}).get("text")
+        text = (store.load_json(path, schema.CORPUS) or {}).get("text")
         if not isinstance(text, str):
             text = stdlib_docstrings(SMALL_MODULES if name == "stdlib-small" else None)
             store.save_json(path, {"text": text})
     elif name.startswith("text-"):
-        text = (store.load_json(store.cache_path("lm", "corpora", f"{name}.json")) or {}).get("text")
+        text = (store.load_json(store.cache_path("lm", "corpora", f"{name}.json"), schema.CORPUS) or {}).get("text")
         if not isinstance(text, str):
             raise CorpusError(f"the uploaded text {name} is no longer in the cache: upload it again.")
     else:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from kd_core import store
+from kd_core import schema, store
 from kd_core.config import checked_replace
 from kd_core.lm.corpus import Corpus, corpus_title, load_corpus
 from kd_core.lm.model import (CharGPT, GPTSpec, bits_per_char, build_model, chars_per_second, generate,
@@ -91,28 +91,29 @@ def _teacher_path(cfg: LMConfig, corpus: Corpus) -> Path:
     return store.cache_path("lm", "teachers", f"{key}.pt")
 
 
-def _load_model(path: Path, corpus_name: str) -> tuple[CharGPT, dict[str, Any]] | None:
+def _load_model(path: Path, corpus_name: str,
+                meta_check: schema.Check = schema.LM_STUDENT_META) -> tuple[CharGPT, dict[str, Any]] | None:
     """The model checkpointed at `path` for corpus `corpus_name` (in eval mode) and its metadata, or None when
-    the checkpoint is missing or does not load."""
-    loaded = store.load_checkpoint(path)
+    the checkpoint is missing, does not load or its metadata fails `meta_check` (kd_core.schema)."""
+    loaded = store.load_checkpoint(path, meta_check)
     if loaded is None or loaded[0] != "char-gpt":
         return None
-    model = CharGPT(GPTSpec(**loaded[2]["spec"]), load_corpus(corpus_name).vocab_size)
     try:
+        model = CharGPT(GPTSpec(**loaded[2]["spec"]), load_corpus(corpus_name).vocab_size)
         model.load_state_dict(loaded[1])
-    except RuntimeError:
+    except (RuntimeError, ValueError, AssertionError):  # weights or shape that do not fit this corpus's model
         return None
     return model.eval(), loaded[2]
 
 
-def _save_model(path: Path, model: CharGPT, meta: dict[str, Any]) -> None:
-    """Checkpoint `model` at `path` with `meta` (which holds its "spec")."""
-    store.save_checkpoint(path, "char-gpt", model.state_dict(), meta)
+def _save_model(path: Path, model: CharGPT, meta: dict[str, Any]) -> bool:
+    """Checkpoint `model` at `path` with `meta` (which holds its "spec"); False when it could not be written."""
+    return store.save_checkpoint(path, "char-gpt", model.state_dict(), meta)
 
 
 def cached_teacher(cfg: LMConfig) -> tuple[CharGPT, dict[str, Any]] | None:
     """The trained teacher for `cfg` and its metadata, or None."""
-    return _load_model(_teacher_path(cfg, load_corpus(cfg.corpus)), cfg.corpus)
+    return _load_model(_teacher_path(cfg, load_corpus(cfg.corpus)), cfg.corpus, schema.LM_TEACHER_META)
 
 
 def get_teacher(cfg: LMConfig, on_progress: Callable[[Progress], None] | None = None,
@@ -139,8 +140,17 @@ def run_key(cfg: LMConfig) -> str:
 
 
 def cached_result(cfg: LMConfig) -> dict[str, Any] | None:
-    """The stored result of `cfg`, or None (never trains)."""
-    return store.load_json(store.cache_path("lm", "results", f"{run_key(cfg)}.json"))
+    """The stored result of `cfg`, or None (never trains). A file failing kd_core.schema.LM_RESULT is reported
+    and moved aside; a result whose student checkpoints are gone reads as absent (it is run again)."""
+    key = run_key(cfg)
+    path = store.cache_path("lm", "results", f"{key}.json")
+    found = store.load_json(path, schema.with_key(schema.LM_RESULT, key))
+    if found is None:
+        return None
+    if (missing := store.missing_file(student_path(key, role) for role in ("distilled", "scratch"))) is not None:
+        store.report_missing(path, missing)
+        return None
+    return found
 
 
 def student_path(key: str, role: str) -> Path:
@@ -215,6 +225,7 @@ def _run_lm(cfg: LMConfig, key: str, on_event: Callable[[Event], None] | None,
         train_data = sampled.reshape(-1)
     runs: dict[str, list[dict[str, Any]]] = {"distilled": [], "scratch": []}
     models: dict[str, CharGPT] = {"teacher": teacher}
+    saved: dict[str, bool] = {}  # role -> whether its seed-0 checkpoint was written
     for seed in range(cfg.seeds):
         initial = build_model(cfg.student_spec(), corpus.vocab_size, 1000 + seed).state_dict()
         for role in ("distilled", "scratch"):
@@ -232,7 +243,7 @@ def _run_lm(cfg: LMConfig, key: str, on_event: Callable[[Event], None] | None,
                                "seconds": time.perf_counter() - t0,
                                "initial_norm": float(initial["tok.weight"].norm())})
             if seed == 0:
-                _save_model(student_path(key, role), model, {"spec": asdict(cfg.student_spec())})
+                saved[role] = _save_model(student_path(key, role), model, {"spec": asdict(cfg.student_spec())})
                 models[role] = model
     prompt = corpus.encode(SAMPLE_PROMPT)
     result: dict[str, Any] = {"key": key, "config": asdict(cfg), "corpus_title": corpus_title(cfg.corpus),
@@ -253,5 +264,6 @@ def _run_lm(cfg: LMConfig, key: str, on_event: Callable[[Event], None] | None,
     result["speedup"] = result["models"]["distilled"]["chars_per_s"] / result["models"]["teacher"]["chars_per_s"]
     result["sample_prompt"] = SAMPLE_PROMPT
     result["total_seconds"] = time.perf_counter() - started
-    store.save_json(store.cache_path("lm", "results", f"{key}.json"), result)
+    if saved.get("distilled") and saved.get("scratch"):  # a result is stored only after its models
+        store.save_json(store.cache_path("lm", "results", f"{key}.json"), result)
     return result
