@@ -19,7 +19,8 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("Home", "The idea",
          "Read the diagram aloud: a big teacher, a small student, two losses mixed by alpha. "
-         "Then press **Run the classroom demo** and let it train while you talk.",
+         "Then press **Run the classroom demo** (or **Train again, live** under a stored result) and let it train "
+         "while you talk.",
          "Two students with the same architecture, starting weights and images; only the loss differs.",
          "Why train a second student from labels alone? — Without it we could not tell what the teacher added."),
     Step("Data", "The data",

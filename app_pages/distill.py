@@ -46,8 +46,8 @@ def draw(job):
                "(seed 0 shown).")
 
 
-result = ui.task_section(comparison_task(cfg, dataset), draw, ui.run_button_label(cfg), "distill-run",
-                         follow_other=True)
+task = comparison_task(cfg, dataset)
+result = ui.task_section(task, draw, ui.run_button_label(cfg), "distill-run", follow_other=True)
 if result is None:
     st.stop()
 
@@ -76,4 +76,5 @@ for column, role in zip((c1, c2, c3), ("teacher", "distilled", "scratch")):
     column.metric(f"{ui.ROLE_TITLES[role]} test accuracy ({seeds} seed{'s' if seeds > 1 else ''})",
                   f"{m[role]['accuracy_mean']:.1%}" + (f" ± {m[role]['accuracy_std']:.1%}" if seeds > 1 else ""))
 ui.show_verdict(result)
+ui.again_button(task, "Train again, live", "distill-again", help=ui.AGAIN_HELP)
 st.page_link("app_pages/compare.py", label="Compare the three models in detail", icon=":material/bar_chart:")

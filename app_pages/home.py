@@ -39,7 +39,8 @@ def draw(job):
 
 
 demo = "Run the classroom demo" if st.session_state["preset"] == "classroom" else "Run the Keras example"
-result = ui.task_section(comparison_task(cfg, dataset), draw, demo, "home-run", follow_other=True)
+task = comparison_task(cfg, dataset)
+result = ui.task_section(task, draw, demo, "home-run", follow_other=True)
 if result is not None:
     st.success(f"Done: {ui.config_summary(result['config'])}."
                + (" (From the cache: this exact run had finished before.)" if result.get("cached") else ""))
@@ -47,5 +48,6 @@ if result is not None:
     st.caption("Notice: how close the small distilled student gets to the big teacher, compared with the "
                "same small network trained on labels alone.")
     ui.show_verdict(result)
+    ui.again_button(task, "Train again, live", "home-again", help=ui.AGAIN_HELP)
     st.page_link("app_pages/compare.py", label="See the full comparison (per class, agreement, speed and size)",
                  icon=":material/bar_chart:")

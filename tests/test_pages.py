@@ -81,6 +81,26 @@ def test_two_sessions_share_one_job_and_a_reopened_app_shows_the_result_at_once(
     assert has_text(reopened.success, "Done") and has_text(reopened.success, "cache")
 
 
+def test_train_again_reruns_a_cached_demo_live_and_the_cache_keeps_the_newest():
+    first = run_tiny_experiment()
+    at = open_page()
+    assert has_text(at.success, "From the cache")  # a rehearsed demo: shown at once ...
+    at.button(key="home-again").click().run()       # ... and trained again in front of the class
+    assert_clean(at)
+    assert not has_text(at.success, "Done")         # the stored result gives way to the live run
+    assert [e for e in at.get("progress")] or [b for b in at.button if b.key.startswith("stop-")]
+    poll(at, lambda a: has_text(a.success, "Done"), "the rerun")
+    assert not has_text(at.success, "From the cache")
+    again = [job for key, job in ui.get_runner().jobs().items() if "-again-" in key]
+    assert len(again) == 1 and again[0].status == "done" and not again[0].result["cached"]
+    from kd_core.data import load_dataset
+    from kd_core.experiment import comparison_task
+
+    stored = comparison_task(ui.base_preset("classroom"), load_dataset("mnist-sample")).cached()
+    assert stored["key"] == first["key"] and stored["total_seconds"] == again[0].result["total_seconds"]
+    assert stored["total_seconds"] != first["total_seconds"]  # the newest run replaced the rehearsed one
+
+
 def test_data_page_shows_samples_counts_and_how_to_get_missing_data():
     at = open_page("app_pages/data.py")
     assert at.dataframe and len(at.get("image")) == 20

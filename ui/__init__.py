@@ -10,7 +10,7 @@ torch is imported only inside functions that need a model or data, so the first 
 """
 
 from ui.data import dataset_label, dataset_status, require_dataset
-from ui.lifecycle import again_button, get_runner, parts, submit, task_section
+from ui.lifecycle import AGAIN_HELP, again_button, get_runner, parts, submit, task_section
 from ui.models import (current_or_latest_result, efficiency_rows, measure_latency, result_models,
                        teacher_or_offer)
 from ui.state import (PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config_summary, configure_logging,
@@ -19,7 +19,7 @@ from ui.state import (PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config
 from ui.widgets import ROLE_TITLES, chart, download_buttons, lesson_panel, noise_verdict, plain, show_verdict
 
 __all__ = [
-    "PRESET_LABELS", "ROLE_TITLES", "TINY_CHANGES", "TINY_ENV", "again_button",
+    "AGAIN_HELP", "PRESET_LABELS", "ROLE_TITLES", "TINY_CHANGES", "TINY_ENV", "again_button",
     "base_preset", "chart", "config_summary", "configure_logging", "current_config",
     "current_or_latest_result", "dataset_label", "dataset_status", "download_buttons", "efficiency_rows",
     "get_runner", "init_state", "lab_settings", "lesson_panel",

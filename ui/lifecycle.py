@@ -14,6 +14,8 @@ import streamlit as st
 from ui.widgets import ROLE_TITLES, plain
 
 POLL_SECONDS = 1.0
+AGAIN_HELP = ("Trains both students again from the same settings and shows it live (the teacher is reused from the "
+              "cache); the cache keeps the newest run.")
 RUNNING_NOTE = ("Running in the background: {label}. Switching pages or moving sliders does not stop it; anyone "
                 "else who opens the same settings sees the same run.")
 
