@@ -48,7 +48,7 @@ with st.sidebar:
                  help="Starting values for every setting; the Distill page's sliders change them further.")
     cfg = ui.current_config()
     st.caption(f"T = {cfg.temperature:g}, alpha = {cfg.alpha:g} (alpha = weight of the teacher's soft targets), "
-               f"{cfg.student_epochs} student epochs, {cfg.seeds} seed(s)"
+               f"{cfg.student_epochs} student epochs, {cfg.seeds} seed{'s' if cfg.seeds != 1 else ''}"
                + (". Tiny mode: every run is shrunk to seconds." if ui.tiny() else "."))
     ui.sync_link()
     with st.popover("Share these settings", icon=":material/link:"):

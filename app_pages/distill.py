@@ -75,6 +75,6 @@ for column, role in zip((c1, c2, c3), ("teacher", "distilled", "scratch")):
     seeds = len(m[role]["accuracies"])
     column.metric(f"{ui.ROLE_TITLES[role]} test accuracy ({seeds} seed{'s' if seeds > 1 else ''})",
                   f"{m[role]['accuracy_mean']:.1%}" + (f" ± {m[role]['accuracy_std']:.1%}" if seeds > 1 else ""))
-ui.show_verdict(result)
+ui.show_verdict(result, on_distill=True)
 ui.again_button(task, "Train again, live", "distill-again", help=ui.AGAIN_HELP)
 st.page_link("app_pages/compare.py", label="Compare the three models in detail", icon=":material/bar_chart:")

@@ -152,3 +152,10 @@ def test_noise_verdict():
     kind, text = ui.noise_verdict(fake_result(distilled=(0.8,), scratch=(0.7,)))
     assert kind == "info" and "one seed" in text
     assert math.isfinite(fake_result()["models"]["distilled"]["accuracy_std"])
+
+
+def test_one_seed_verdict_names_where_to_add_seeds():
+    one_seed = fake_result(distilled=(0.8,), scratch=(0.7,))
+    assert "on the Distill page" in ui.noise_verdict(one_seed)[1]
+    on_distill = ui.noise_verdict(one_seed, on_distill=True)[1]
+    assert "Seeds above" in on_distill and "Distill page" not in on_distill

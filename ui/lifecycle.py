@@ -114,9 +114,9 @@ def progress_text(event) -> str:
         return event.text
     p, part = event.progress, event.step
     teacher = event.phase == "teacher"
+    epochs = f", epoch {p.epoch:.1f} of {p.epochs:g}" if p.epochs >= 1 else ""  # an LM's 0.71 passes: steps say it
     return (f"{ROLE_TITLES.get(event.phase, event.phase)}{'' if teacher else f' (seed {event.seed})'}"
-            f"{f', {part}' if part and not teacher else ''}, step {p.step}/{p.steps}, "
-            f"epoch {p.epoch:.1f}/{p.epochs:g}")
+            f"{f', {part}' if part and not teacher else ''}, step {p.step}/{p.steps}{epochs}")
 
 
 def job_progress(key: str, draw: Callable[[Any], None] | None = None) -> None:

@@ -142,7 +142,7 @@ def config_summary(cfg: dict[str, Any] | RunConfig) -> str:
     return (f"{c['dataset']}, teacher {c['teacher']} ({c['teacher_epochs']} epochs), students {c['student']} "
             f"({c['student_epochs']} epochs on {'all' if limit is None else limit} labelled images), "
             f"T = {c['temperature']:g}, alpha = {c['alpha']:g}{'' if c['t_squared'] else ' (no T²)'}, "
-            f"{c['seeds']} seed(s)")
+            f"{c['seeds']} seed{'s' if c['seeds'] != 1 else ''}")
 
 
 def run_button_label(cfg: RunConfig) -> str:

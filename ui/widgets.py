@@ -48,7 +48,8 @@ def lesson_panel(page, pages: list) -> None:
             forward.page_link(by_title[following.page], label=f"Next: step {index + 2}, {following.title}",
                               icon=":material/arrow_forward:")
         else:
-            forward.markdown("End of the lesson. Open **Run history** to compare every run the class made.")
+            forward.page_link(by_title["Run history"], label="End of the lesson: open Run history to compare "
+                                                             "every run the class made", icon=":material/history:")
 
 
 def chart_filename(fig) -> str:
@@ -79,14 +80,18 @@ def download_buttons(name: str, rows: list[dict[str, Any]], document: dict[str, 
                            icon=":material/download:", help="The whole result: settings, every number, the curves.")
 
 
-def noise_verdict(result: dict[str, Any]) -> tuple[str, str]:
-    """("success" | "warning" | "info", sentence) on whether distilled beats scratch beyond the seed spread."""
+def noise_verdict(result: dict[str, Any], on_distill: bool = False) -> tuple[str, str]:
+    """("success" | "warning" | "info", sentence) on whether distilled beats scratch beyond the seed spread.
+
+    With one seed it says how to get more: the Seeds slider above when `on_distill`, else the Distill page.
+    """
     d, s = result["models"]["distilled"], result["models"]["scratch"]
     diff = 100 * (d["accuracy_mean"] - s["accuracy_mean"])
     seeds = len(d["accuracies"])
     if seeds < 2:
         return "info", (f"Distilled minus scratch: {diff:+.1f} points, from one seed. One seed cannot tell a real "
-                        "gain from seed-to-seed noise: run 3 or more seeds on the Distill page.")
+                        "gain from seed-to-seed noise: " + ("set Seeds above to 3 or more and run them."
+                                                            if on_distill else "run 3 or more seeds on the Distill page."))
     spread = 100 * max(d["accuracy_std"], s["accuracy_std"])
     if abs(diff) <= spread:
         return "warning", (f"Within noise: distilled minus scratch is {diff:+.1f} points, smaller than the "
@@ -97,7 +102,7 @@ def noise_verdict(result: dict[str, Any]) -> tuple[str, str]:
         f"seeds ({spread:.1f} points, {seeds} seeds).")
 
 
-def show_verdict(result: dict[str, Any]) -> None:
-    """Write noise_verdict(result) in its colour."""
-    kind, text = noise_verdict(result)
+def show_verdict(result: dict[str, Any], on_distill: bool = False) -> None:
+    """Write noise_verdict(result, on_distill) in its colour."""
+    kind, text = noise_verdict(result, on_distill)
     getattr(st, kind)(text)

@@ -181,7 +181,7 @@ def task(cfg: LMConfig) -> Task:
 
     return Task(key="lm-" + run_key(cfg),
                 label=f"language models: teacher, distilled and scratch students ({cfg.method}, "
-                      f"T={cfg.temperature:g}, alpha={cfg.alpha:g}, {cfg.seeds} seed(s))",
+                      f"T={cfg.temperature:g}, alpha={cfg.alpha:g}, {cfg.seeds} seed{'s' if cfg.seeds != 1 else ''})",
                 cached=cached,
                 work=lambda report, should_stop, use_cache: run_lm(cfg, on_event=report, should_stop=should_stop,
                                                                    use_cache=use_cache))
