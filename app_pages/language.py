@@ -1,7 +1,8 @@
 """Language models: a character-level transformer teacher, a much smaller student distilled at every position.
 
-Longer than ~120 lines because it is four views in one: the text, the settings with their formula, the
-comparison (one kd_core.lm task), and samples and next-character bars from the trained models.
+Longer than ~120 lines because it is five views in one: a real pretrained LLM's next-token view, the text,
+the settings with their formula, the comparison (one kd_core.lm task), and samples and next-character bars
+from the trained models.
 """
 
 import streamlit as st
@@ -10,13 +11,49 @@ import ui
 from kd_core import charts, export
 from kd_core import lm
 
-st.title("Language models: distilling a character-level transformer")
+st.title("Language models: a real LLM's dark knowledge, and distilling a small transformer")
 st.markdown(
     "The same idea as for images, in the setting everyone talks about: a **teacher** language model predicts a "
     "probability for every possible next character; a much smaller **student** learns from those probabilities at "
     "*every position of the text* instead of from the single character that actually came next. Both are causal "
     "transformers (each position sees only the characters before it), small enough to train on this CPU.")
 
+# ------------------------------------------------------------------ a real pretrained LLM's dark knowledge
+st.subheader("A real language model's dark knowledge")
+st.markdown("**SmolLM2-135M-Instruct** (135 million parameters, Hugging Face, Apache-2.0) runs here, offline, as a "
+            "teacher. Type a prompt: its next-token distribution at T = 1 and at the slider's T shows how it ranks "
+            "the *wrong* continuations, which is what a student distilled from it would learn. Nothing trains here.")
+if st.toggle("Show the pretrained teacher (loaded once per server: about 30 s the first time, 5 s after)",
+             key="llm_on"):
+    try:
+        with st.spinner("Loading SmolLM2-135M (once per server)..."):
+            lm.load_teacher()
+        c1, c2 = st.columns([3, 1])
+        ready = c1.selectbox("A ready prompt", list(lm.READY_PROMPTS), key="llm_ready")
+        llm_t = c2.slider("T", 0.25, 3.0, 1.25, 0.25, key="llm_t",
+                          help="Softens the teacher's next-token distribution; useful range about 0.25 to 3.")
+        prompt = st.text_area("Prompt (edit it freely)", lm.READY_PROMPTS[ready], key=f"llm_prompt_{ready}",
+                              max_chars=lm.MAX_PROMPT_CHARS, height=80)
+        view = lm.next_tokens(prompt, llm_t, k=10)
+        left, right = st.columns([3, 2])
+        ui.chart(charts.next_token_bars(view), key="llm-next", where=left)
+        left.caption(f"Notice: at T = 1 the top token takes {view['at_1']['probs'][0]:.0%}; the next ones are the "
+                     f"teacher's near-misses. At T = {llm_t:g} the tokens outside its top 10 hold "
+                     f"{view['at_T']['other']:.0%} of the probability (at T = 1: {view['at_1']['other']:.0%}).")
+        ui.chart(charts.effective_choices_vs_t(view), key="llm-choices", where=right)
+        right.caption(f"Notice: about {view['at_1']['effective_choices']:.1f} effective choices at T = 1 and "
+                      f"{view['at_T']['effective_choices']:,.1f} at T = {llm_t:g}, of {view['vocab_size']:,} tokens: "
+                      "too high a T spreads the target over nonsense.")
+        if st.button(f"Sample 3 continuations at T = {llm_t:g}", key="llm-sample"):
+            samples = lm.sample(prompt, llm_t, n=3, max_new_tokens=30, seed=0)
+            for text in samples["samples"]:
+                st.text(prompt + text)  # plain text: model output is never rendered as markdown
+            st.caption(f"Seed 0, {samples['tokens_per_s']:.0f} tokens per second on this CPU. Higher T: more varied, "
+                       "then less sensible continuations.")
+    except lm.PretrainedError as exc:
+        st.warning(f"The pretrained teacher is not available here: {ui.plain(exc)}")
+
+st.subheader("Train your own: a character-level teacher and student")
 base = lm.LMConfig().replace(**lm.TINY) if ui.tiny() else lm.LMConfig()
 st.caption("The sidebar's dataset and preset belong to the image pages; this page has its own settings below.")
 

@@ -26,7 +26,8 @@ Long work
 Features (each a package of one module per idea)
 - lab/:         the dark-knowledge experiments: data budget, omitted class, T × alpha sweep, T², hints
 - compress/:    measuring, pruning, int8 quantization, export, and the pipeline that chains them
-- lm/:          language models: corpus, character-level transformer, training, the comparison run
+- lm/:          language models: corpus, character-level transformer, training, the comparison run, and a
+                real pretrained LLM teacher (SmolLM2, pretrained.py)
 
 Views and outputs
 - charts/:      Plotly figure builders by domain (pure functions of plain data)

@@ -23,7 +23,8 @@ from kd_core.charts.efficiency import PARETO_AXES, efficiency_pareto, finetune_r
 from kd_core.charts.history import HISTORY_METRICS, RUN_COLORS, history_accuracies, history_curves
 from kd_core.charts.lab import (bias_curve, budget_accuracy, budget_gain, omitted_class_accuracy, soft_output_bars,
                                 sweep_heatmap, t2_accuracy, t2_gradients)
-from kd_core.charts.language import char_label, lm_bpc_comparison, lm_training_curves, next_char_bars
+from kd_core.charts.language import (char_label, effective_choices_vs_t, lm_bpc_comparison, lm_training_curves,
+                                     next_char_bars, next_token_bars)
 from kd_core.roles import (COLORS, COMPRESS_COLORS, COMPRESS_NAMES, OMITTED_CLASS_NAMES, ROLE_COLORS, ROLE_NAMES,
                                   ROLE_TITLES, ROLES, STUDENTS, TERM_COLORS)
 from kd_core.charts.training import (TEMPERATURE_RANGE, accuracy_comparison, agreement_with_teacher,
@@ -38,8 +39,10 @@ __all__ = [
     "HISTORY_METRICS", "PARETO_AXES", "RUN_COLORS", "TEMPERATURE_RANGE",
     "accuracy_comparison", "agreement_with_teacher", "average_soft_targets", "bias_curve", "budget_accuracy",
     "budget_gain", "char_label", "class_counts", "class_similarity", "confusion", "digit_outputs", "effective_classes",
-    "effective_classes_vs_t", "efficiency_pareto", "events_to_histories", "finetune_recovery", "history_accuracies",
+    "effective_choices_vs_t", "effective_classes_vs_t",
+    "efficiency_pareto", "events_to_histories", "finetune_recovery", "history_accuracies",
     "history_curves", "kd_flow_dot", "lm_bpc_comparison", "lm_training_curves", "loss_formula_latex", "loss_parts",
-    "next_char_bars", "omitted_class_accuracy", "pareto_front", "per_class_accuracy", "soft_output_bars", "softened",
+    "next_char_bars", "next_token_bars",
+    "omitted_class_accuracy", "pareto_front", "per_class_accuracy", "soft_output_bars", "softened",
     "softmax_at_t", "sweep_heatmap", "t2_accuracy", "t2_gradients", "training_curves",
 ]

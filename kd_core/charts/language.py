@@ -62,3 +62,36 @@ def lm_bpc_comparison(result: dict[str, Any]) -> go.Figure:
     seeds = len(models["distilled"]["val_bpc"])
     return _layout(fig, f"Validation bits per character (lower is better; {seeds} seed{'s' if seeds > 1 else ''})",
                    "model", "bits per character")
+
+
+def next_token_bars(view: dict[str, Any]) -> go.Figure:
+    """A pretrained LLM's top-k next tokens (kd_core.lm.next_tokens) at T = 1 and at T, and the mass outside them."""
+    t = view["temperature"]
+    labels = [*view["tokens"], "(other)"]
+    at_1, at_t = view["at_1"], view["at_T"]
+    fig = go.Figure([
+        go.Bar(x=labels, y=[*at_1["probs"], at_1["other"]], name="T = 1", marker_color=COLORS["T=1"]),
+        go.Bar(x=labels, y=[*at_t["probs"], at_t["other"]], name=f"T = {t:g}", marker_color=COLORS["teacher"]),
+    ])
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_xaxes(type="category")
+    return _layout(fig, f"The teacher's next token: its top {view['k']} at T = 1 and at T = {t:g}",
+                   f"next token (␣ = a space; '(other)' = the {view['vocab_size'] - view['k']:,} other tokens)",
+                   "probability (0-1)")
+
+
+def effective_choices_vs_t(view: dict[str, Any]) -> go.Figure:
+    """Effective number of next tokens (exp of the entropy of the whole softened distribution) against T."""
+    curve, t = view["curve"], view["temperature"]
+    fig = go.Figure([
+        go.Scatter(x=curve["temperatures"], y=curve["effective_choices"], mode="lines+markers",
+                   name="effective choices", line={"color": COLORS["teacher"]}),
+        go.Scatter(x=[t], y=[view["at_T"]["effective_choices"]], mode="markers", marker={"size": 12,
+                   "color": COLORS["soft"]}, name=f"current T = {t:g}"),
+    ])
+    ticks = [t for t in (0.25, 0.5, 1, 2, 4, 8, 16) if min(curve["temperatures"]) <= t <= max(curve["temperatures"])]
+    fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    fig.update_yaxes(type="log")
+    return _layout(fig, "Effective number of next tokens vs T",
+                   "temperature T (log scale)", "effective number of tokens (e^entropy, log scale)")

@@ -4,6 +4,7 @@
 - kd_core.cli.run:      `datasets` and `run` (the teacher -> distilled -> scratch comparison)
 - kd_core.cli.lab:      `experiment NAME` (the dark-knowledge lab)
 - kd_core.cli.lm:       `lm` (character-level language models)
+- kd_core.cli.llm:      `llm` (a pretrained LLM's next-token dark knowledge)
 - kd_core.cli.compress: `compress` (distil -> prune -> quantize, measured per stage)
 
 Imports go one way: this package imports the command modules, which import kd_core.cli.common.
@@ -16,11 +17,11 @@ import logging
 import sys
 from typing import Sequence
 
-from kd_core.cli import compress, lab, lm, run
+from kd_core.cli import compress, lab, llm, lm, run
 from kd_core.cli.common import finite_float, int_at_least, positive_int
 from kd_core.data import DatasetError
 
-COMMANDS = {"datasets": run.print_datasets, "run": run.run, "experiment": lab.run, "lm": lm.run,
+COMMANDS = {"datasets": run.print_datasets, "run": run.run, "experiment": lab.run, "lm": lm.run, "llm": llm.run,
             "compress": compress.run}
 
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(prog="python -m kd_core", description="KD Lab: knowledge distillation engine.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (run, lab, lm, compress):
+    for module in (run, lab, lm, llm, compress):
         module.add_parser(sub)
     return parser
 

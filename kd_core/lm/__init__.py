@@ -12,12 +12,18 @@ Modules:
 - threads: one torch thread while these tiny models run (the previous count restored afterwards).
 - training: the token-level KD loss and the training loop, reporting kd_core.train.Progress.
 - run: LMConfig, the cached teacher, the whole comparison (run_lm, cached by config) and its Task.
+- pretrained: a real pretrained LLM (SmolLM2-135M-Instruct from a GGUF file) as teacher, loaded once and
+  offline; its next-token dark knowledge (top-k at T = 1 and T, effective choices vs T) and samples.
 """
 
 from kd_core.lm.corpus import (MAX_UPLOAD_BYTES, MIN_TEXT_CHARS, Corpus, CorpusError, corpus_title, load_corpus,
                                load_text, register_text, stdlib_docstrings, text_from_upload)
 from kd_core.lm.model import (GPTSpec, CharGPT, bits_per_char, build_model, chars_per_second, generate,
                               generate_cached, next_char_logits, sample_text, validation_loss)
+from kd_core.lm.pretrained import (CURVE_TEMPERATURES, GGUF_ENV, MAX_PROMPT_CHARS, READY_PROMPTS,
+                                   PretrainedError, check_prompt, effective_choices, effective_choices_curve,
+                                   load_teacher, next_token_logits, next_tokens, prompt_from_bytes, sample,
+                                   teacher_file, teacher_info, token_text)
 from kd_core.lm.run import (METHODS, SAMPLE_PROMPT, TINY, LMConfig, cached_result, cached_teacher, get_teacher,
                             load_student, run_key, run_lm, student_path, task)
 from kd_core.lm.threads import torch_threads
@@ -28,4 +34,7 @@ __all__ = ["MAX_UPLOAD_BYTES", "MIN_TEXT_CHARS", "Corpus", "CorpusError", "corpu
            "build_model", "chars_per_second", "generate", "generate_cached", "next_char_logits", "sample_text",
            "validation_loss", "METHODS", "SAMPLE_PROMPT", "TINY", "LMConfig", "cached_result", "cached_teacher",
            "get_teacher", "load_student", "run_key", "run_lm", "student_path", "task", "torch_threads",
-           "token_kd_loss", "train_lm"]
+           "token_kd_loss", "train_lm", "CURVE_TEMPERATURES", "GGUF_ENV", "MAX_PROMPT_CHARS", "READY_PROMPTS",
+           "PretrainedError", "check_prompt", "effective_choices", "effective_choices_curve", "load_teacher",
+           "next_token_logits", "next_tokens", "prompt_from_bytes", "sample", "teacher_file", "teacher_info",
+           "token_text"]
