@@ -30,10 +30,12 @@ STEPS: tuple[Step, ...] = (
     Step("Teacher", "The teacher",
          "Look at the training curves and the confusion matrix (train the teacher here if the demo has not yet).",
          "The teacher is good, and its mistakes are between classes that look alike.",
-         "Which pairs of digits does it confuse? Why those? — They share strokes: 4 and 9, 3 and 5, 7 and 1."),
+         "Which pairs of digits does it confuse? Why those? — They share strokes (often 4 and 9, 3 and 5, 7 and 9); "
+         "the Temperature page names this teacher's pairs."),
     Step("Temperature", "Temperature",
-         "Pick an ambiguous image. Move **T** from 1 to 10 and back.",
-         "At T = 1 almost all probability sits on one class; at higher T the wrong classes appear, in an order.",
+         "Pick an image, then its class's most ambiguous one. Move **T** from 1 to 10 and back.",
+         "At T = 1 most of the probability sits on one class (the caption gives the share); at higher T the wrong "
+         "classes appear, in an order.",
          "What does the order of the wrong classes tell the student? — Which classes the teacher finds similar: "
          "the 'dark knowledge'."),
     Step("Distill", "Distill",

@@ -24,29 +24,42 @@ if outputs is None:
 logits, labels, classes = outputs["logits"], outputs["labels"], dataset.classes
 probs_1 = charts.softened(logits, 1.0)
 top2 = np.sort(probs_1, axis=1)[:, -2]
-right = probs_1.argmax(axis=1) == labels  # ambiguous, yet classified correctly: the clearest dark knowledge
+right = probs_1.argmax(axis=1) == labels
 
 
-def most_ambiguous(c: int) -> int:
-    members = np.flatnonzero((labels == c) & right) if np.any((labels == c) & right) else np.flatnonzero(labels == c)
-    return int(members[np.argmax(top2[members])])
+def correct_of(c: int) -> np.ndarray:
+    """Test images of class c that the teacher gets right (all of class c if it gets none right)."""
+    members = np.flatnonzero((labels == c) & right)
+    return members if len(members) else np.flatnonzero(labels == c)
 
 
-gallery = [most_ambiguous(c) for c in range(len(classes))]
+def typical(c: int) -> int:
+    """A typical image of class c: correct, with the median runner-up probability (neither sure nor torn)."""
+    members = correct_of(c)
+    return int(members[np.argsort(top2[members])[len(members) // 2]])
+
+
+gallery = [typical(c) for c in range(len(classes))]
+ambiguous = [int(correct_of(c)[np.argmax(top2[correct_of(c)])]) for c in range(len(classes))]
 state = st.session_state
 state.setdefault("temp_image", gallery[0])
 
 T = ui.setting_widget(st.slider, "Temperature T", "temperature",
                       help="Shared with the Distill page: the T you choose here is the T the distilled student trains with.")
 
-st.markdown("**Pick a test image** (for each class, the one the teacher finds most ambiguous yet gets right), or a random one:")
+st.markdown("**Pick a test image** (a typical one of each class, which the teacher gets right), the most ambiguous "
+            "one of its class, or a random one:")
 columns = st.columns(len(classes))
 for column, index in zip(columns, gallery):
     column.image(dataset.test_x[index].numpy(), width=48)
     if column.button(str(classes[labels[index]]), key=f"pick-{index}", help="Use this image"):
         state["temp_image"] = index
-if st.button("Random test image", icon=":material/casino:", key="pick-random"):
-    state["temp_image"] = int(np.random.default_rng().integers(len(labels)))
+with st.container(horizontal=True):
+    if st.button("Random test image", icon=":material/casino:", key="pick-random"):
+        state["temp_image"] = int(np.random.default_rng().integers(len(labels)))
+    if st.button("The most ambiguous one of its class", icon=":material/help:", key="most-ambiguous",
+                 help="Of the images of this class the teacher gets right, the one whose runner-up is strongest."):
+        state["temp_image"] = ambiguous[int(labels[int(state["temp_image"])])]
 index = int(state["temp_image"])
 
 left, right = st.columns([1, 3])
@@ -57,8 +70,12 @@ with left:
                 f"Teacher says: **{classes[predicted]}** ({probs_1[index, predicted]:.1%} at T = 1)")
 with right:
     ui.chart(charts.softmax_at_t(logits[index], T, classes), key="temp-softmax")
-    st.caption("Notice: at T = 1 nearly all the probability sits on one class; raise T and the runner-up "
-               "classes appear — the teacher's opinion of what this image also looks like.")
+    order = np.argsort(-probs_1[index])
+    top, runner = int(order[0]), int(order[1])
+    soft = charts.softened(logits[index], T)
+    st.caption(f"Notice: at T = 1, {probs_1[index, top]:.0%} of the probability sits on {classes[top]} and "
+               f"{probs_1[index, runner]:.1%} on the runner-up, {classes[runner]}; at T = {T:g} they are "
+               f"{soft[top]:.0%} and {soft[runner]:.0%} — the teacher's opinion of what this image also looks like.")
 
 left, right = st.columns(2)
 with left:
@@ -69,5 +86,9 @@ with right:
     hide = st.checkbox("Hide the diagonal (the correct class) to see the dark knowledge", value=True)
     average = charts.average_soft_targets(logits, labels, T, len(classes))
     ui.chart(charts.class_similarity(average, classes, T, hide_diagonal=hide), key="temp-heatmap")
-    st.caption("Notice: bright cells pair classes the teacher finds alike (for digits 4–9, 3–5, 7–1; for "
-               "clothes shirt–T-shirt–coat); a label alone never tells the student that.")
+    pairs = ", ".join(f"{a}–{b}" for a, b, _ in charts.most_similar_pairs(average, classes))
+    st.caption(f"Notice: dark cells pair classes the teacher finds alike; for this teacher most of all {pairs}. "
+               "A label alone never tells the student that. The colour scale is the same at every T: at a high T "
+               "every cell turns the same blue, the targets nearly uniform." if hide else
+               f"Notice: the diagonal (the correct class) dominates; hide it to see the pairs the teacher finds "
+               f"alike ({pairs}).")

@@ -153,6 +153,30 @@ def test_temperature_page_offers_teacher_then_redraws_at_t():
     assert_clean(at)
 
 
+def test_temperature_captions_say_what_the_shown_image_and_heatmap_show():
+    from kd_core import charts
+    from kd_core.data import load_dataset
+
+    run_tiny_experiment()
+    at = open_page("app_pages/temperature.py")
+    from ui.models import teacher_outputs
+
+    dataset = load_dataset("mnist-sample")
+    outputs, classes = teacher_outputs(ui.base_preset("classroom"), dataset), dataset.classes
+    for pick in (None, "most-ambiguous"):
+        if pick:
+            at.button(key=pick).click().run()
+            assert_clean(at)
+        index = at.session_state["temp_image"]
+        probs = charts.softened(outputs["logits"][index], 1.0)
+        top = int(probs.argmax())
+        [caption] = [c.value for c in at.caption if c.value.startswith("Notice: at T = 1,")]
+        assert caption.startswith(f"Notice: at T = 1, {probs[top]:.0%} of the probability sits on {classes[top]} ")
+    average = charts.average_soft_targets(outputs["logits"], outputs["labels"], 8.0, len(classes))
+    a, b, _ = charts.most_similar_pairs(average, classes)[0]
+    assert any(c.value.startswith("Notice: dark cells") and f"{a}–{b}" in c.value for c in at.caption)
+
+
 def test_distill_page_sliders_run_both_students_from_the_same_start():
     at = open_page("app_pages/distill.py")
     labels = [s.label for s in at.slider]

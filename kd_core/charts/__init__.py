@@ -30,7 +30,8 @@ from kd_core.roles import (COLORS, COMPRESS_COLORS, COMPRESS_NAMES, OMITTED_CLAS
 from kd_core.charts.training import (TEMPERATURE_RANGE, accuracy_comparison, agreement_with_teacher,
                                      average_soft_targets, class_counts, class_similarity, confusion, digit_outputs,
                                      effective_classes, effective_classes_vs_t, kd_flow_dot, loss_formula_latex,
-                                     loss_parts, per_class_accuracy, softmax_at_t, training_curves)
+                                     loss_parts, most_similar_pairs, per_class_accuracy, softmax_at_t,
+                                     training_curves)
 from kd_core.tasks import events_to_histories
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
     "budget_gain", "char_label", "class_counts", "class_similarity", "confusion", "digit_outputs", "effective_classes",
     "effective_choices_vs_t", "effective_classes_vs_t",
     "efficiency_pareto", "events_to_histories", "finetune_recovery", "history_accuracies",
-    "history_curves", "kd_flow_dot", "lm_bpc_comparison", "lm_training_curves", "loss_formula_latex", "loss_parts",
+    "history_curves", "kd_flow_dot", "lm_bpc_comparison", "lm_training_curves", "loss_formula_latex", "loss_parts", "most_similar_pairs",
     "next_char_bars", "next_token_bars",
     "omitted_class_accuracy", "pareto_front", "per_class_accuracy", "soft_output_bars", "softened",
     "softmax_at_t", "sweep_heatmap", "t2_accuracy", "t2_gradients", "training_curves",

@@ -142,14 +142,30 @@ def average_soft_targets(logits: np.ndarray, labels: np.ndarray, temperature: fl
     return np.stack(rows)
 
 
+SIMILARITY_MAX = 0.25  # the heatmap's fixed colour range without the diagonal: the same scale at every T
+
+
+def most_similar_pairs(avg_soft: np.ndarray, classes: Sequence[str], n: int = 3) -> list[tuple[str, str, float]]:
+    """The `n` pairs of classes the teacher finds most alike: the largest (a→b + b→a) average soft targets."""
+    z = np.array(avg_soft, dtype=float)
+    both = z + z.T
+    pairs = [(both[i, j], i, j) for i in range(len(z)) for j in range(i + 1, len(z))]
+    return [(classes[i], classes[j], float(v)) for v, i, j in sorted(pairs, reverse=True)[:n]]
+
+
 def class_similarity(avg_soft: np.ndarray, classes: Sequence[str], temperature: float,
                      hide_diagonal: bool = True) -> go.Figure:
-    """Heatmap of the teacher's average soft targets per true class (rows) over predicted classes (columns)."""
+    """Heatmap of the teacher's average soft targets per true class (rows) over predicted classes (columns).
+
+    The colour range is fixed (0 to SIMILARITY_MAX without the diagonal, 0 to 1 with it), so a higher T
+    shows as more, paler and more even colour, never as re-fitted contrast.
+    """
     z = np.array(avg_soft, dtype=float)
     if hide_diagonal:
         z = z.copy()
         np.fill_diagonal(z, np.nan)
-    fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues",
+    fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues", zmin=0.0,
+                               zmax=SIMILARITY_MAX if hide_diagonal else 1.0,
                                colorbar={"title": {"text": "mean prob."}},
                                hovertemplate="true %{y}, soft target for %{x}: %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", type="category")
