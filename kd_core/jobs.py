@@ -1,4 +1,9 @@
-"""A process-wide background job runner: equal configs share one job, Stop cancels cooperatively."""
+"""A process-wide background job runner: equal configs share one job, Stop cancels cooperatively.
+
+Fair between the sessions of one server: a session may have at most MAX_ACTIVE_PER_OWNER jobs of its own
+queued or running (SessionBusy beyond that), and a job shared by several sessions is cancelled only when the
+last session that asked for it lets it go (`release`); sessions that only look at a job cannot stop it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from kd_core.train import TrainingCancelled, configure_threads
 # A job's work: fn(report, should_stop) -> result, where report(event) records progress.
 Work = Callable[[Callable[[Any], None], Callable[[], bool]], Any]
 KEEP_FINISHED = 50  # finished jobs remembered in memory (results also live in the disk cache)
+MAX_ACTIVE_PER_OWNER = 2  # jobs one session may have queued or running at once
 log = logging.getLogger("kd_core.jobs")  # one line per job start and end: what a server actually computed
 
 
@@ -30,6 +36,7 @@ class Job:
     error: str | None = None
     submitted_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    owners: set[str] = field(default_factory=set)  # the sessions that asked for this job and still want it
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -52,6 +59,10 @@ class Job:
         return self._done.wait(timeout)
 
 
+class SessionBusy(Exception):
+    """A session asked for more jobs than MAX_ACTIVE_PER_OWNER at once; the message says so in words."""
+
+
 class JobRunner:
     """Runs jobs on a small worker pool sized so torch threads x workers never exceed the cores."""
 
@@ -61,21 +72,58 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def submit(self, key: str, work: Work, label: str = "") -> Job:
-        """Start `work` under `key`, or return the queued, running or finished job already under that key."""
+    def submit(self, key: str, work: Work, label: str = "", owner: str | None = None) -> Job:
+        """Start `work` under `key`, or return the queued, running or finished job already under that key.
+
+        With `owner` (a session id) the job counts against that session's MAX_ACTIVE_PER_OWNER (joining a
+        job already under way counts too: the session now wants it), and only its owners may stop it.
+        """
         with self._lock:
             existing = self._jobs.get(key)
             if existing is not None and existing.status in ("queued", "running", "done"):
+                if owner is not None and not existing.finished and owner not in existing.owners:
+                    self._check_room(owner)
+                    existing.owners.add(owner)
                 return existing
-            job = Job(key, label or key)
+            if owner is not None:
+                self._check_room(owner)
+            job = Job(key, label or key, owners={owner} if owner is not None else set())
             self._jobs[key] = job
             self._forget_old()
         self._pool.submit(self._run, job, work)
         return job
 
-    def submit_task(self, task: Any) -> Job:
-        """Start (or join) a kd_core.tasks.Task: its key, its work, its label."""
-        return self.submit(task.key, task.run, task.label)
+    def submit_task(self, task: Any, owner: str | None = None) -> Job:
+        """Start (or join) a kd_core.tasks.Task for `owner`: its key, its work, its label."""
+        return self.submit(task.key, task.run, task.label, owner)
+
+    def release(self, key: str, owner: str) -> bool:
+        """`owner` no longer wants the job under `key`; it is cancelled when no owner is left. True if cancelled."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or job.finished or owner not in job.owners:
+                return False
+            job.owners.discard(owner)
+            if job.owners:
+                return False
+        job.cancel()
+        return True
+
+    def position(self, key: str) -> int:
+        """How many unfinished jobs were submitted before the one under `key` (0: it runs next, or now)."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None:
+                return 0
+            return sum(1 for j in self._jobs.values() if not j.finished and j.submitted_at < job.submitted_at)
+
+    def _check_room(self, owner: str) -> None:
+        """Raise SessionBusy when `owner` already has MAX_ACTIVE_PER_OWNER unfinished jobs (caller holds the lock)."""
+        mine = [j for j in self._jobs.values() if not j.finished and owner in j.owners]
+        if len(mine) >= MAX_ACTIVE_PER_OWNER:
+            raise SessionBusy(f"You already have {len(mine)} runs waiting or running ("
+                              + "; ".join(j.label for j in mine) + "). Stop one, or wait until one finishes: "
+                              "everyone on this server shares its cores.")
 
     def get(self, key: str) -> Job | None:
         """The job under `key`, if this process has one."""

@@ -58,3 +58,36 @@ def test_forget_drops_a_finished_job_so_it_runs_again():
     assert runner.get("k") is None
     second = runner.submit("k", lambda report, stop: 2)
     assert second is not first and second.wait(10) and second.result == 2
+
+
+def test_a_session_may_have_two_runs_at_once_and_a_shared_run_stops_only_when_no_owner_wants_it():
+    import pytest
+
+    from kd_core.jobs import MAX_ACTIVE_PER_OWNER, SessionBusy
+
+    runner = JobRunner(workers=1)
+    release = threading.Event()
+
+    def work(report, should_stop):
+        while not release.is_set():
+            if should_stop():
+                raise TrainingCancelled()
+            release.wait(0.01)
+        return "done"
+
+    first = runner.submit("a", work, owner="alice")
+    second = runner.submit("b", work, owner="alice")
+    assert MAX_ACTIVE_PER_OWNER == 2
+    with pytest.raises(SessionBusy, match="2 runs waiting or running"):
+        runner.submit("c", work, owner="alice")           # a third distinct run from one session: refused
+    assert runner.get("c") is None
+    assert runner.submit("a", work, owner="bob") is first  # another session joins the first run
+    assert first.owners == {"alice", "bob"}
+    assert runner.position("b") == 1 and runner.position("a") == 0  # b waits behind a
+    assert not runner.release("a", "carol")                # not an owner: nothing happens
+    assert not runner.release("a", "alice") and not first._cancel.is_set()  # bob still wants it
+    assert runner.release("a", "bob")                      # the last owner lets go: cancelled
+    assert first.wait(5) and first.status == "cancelled"
+    assert runner.submit("c", work, owner="alice").owners == {"alice"}  # room again for alice
+    release.set()
+    assert second.wait(5) and second.status == "done"

@@ -212,3 +212,23 @@ def test_compare_page_without_and_with_a_result():
     at.session_state["settings"] = {**at.session_state["settings"], "temperature": 3.0}
     at.run()  # other settings: the most recent result is shown, and said to be so
     assert has_text(at.info, "showing the most recent run")
+
+
+def test_only_the_session_that_started_a_run_can_stop_it(monkeypatch):
+    from kd_core import experiment
+    from kd_core.train import TrainingCancelled
+
+    def held_run(cfg, on_event=None, should_stop=None, use_cache=True):  # a run that lasts until it is stopped
+        while not should_stop():
+            time.sleep(0.05)
+        raise TrainingCancelled()
+
+    monkeypatch.setattr(experiment, "run_experiment", held_run)
+    started = open_page()
+    started.button(key="home-run").click().run()
+    watcher = open_page()                                   # another student opens the same settings
+    assert not [b for b in watcher.button if b.key.startswith("stop-")]
+    assert has_text(watcher.caption, "Started by another session")
+    [stop] = [b for b in started.button if b.key.startswith("stop-")]
+    stop.click().run()
+    poll(started, lambda a: has_text(a.warning, "Stopped"), "the stop")

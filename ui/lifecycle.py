@@ -33,10 +33,27 @@ def find_job(key: str):
     return get_runner().get(key)
 
 
+def session_id() -> str:
+    """This browser session's id in the job runner (who asked for a job, and so who may stop it)."""
+    import uuid
+
+    return st.session_state.setdefault("session_id", uuid.uuid4().hex)
+
+
 def submit(task) -> Any:
-    """Start (or join) `task` in the background; it becomes this session's latest job."""
+    """Start (or join) `task` in the background for this session; it becomes this session's latest job.
+
+    Returns the job, or None (with a warning on the page) when this session already has its share of runs.
+    """
+    from kd_core.jobs import SessionBusy
+
+    try:
+        job = get_runner().submit_task(task, owner=session_id())
+    except SessionBusy as exc:
+        st.session_state["busy"] = str(exc)  # shown after the rerun that follows every submit
+        return None
     st.session_state["last_job"] = task.key
-    return get_runner().submit_task(task)
+    return job
 
 
 def task_section(task, draw: Callable[[Any], None] | None, button_label: str, button_key: str, *,
@@ -66,6 +83,8 @@ def task_section(task, draw: Callable[[Any], None] | None, button_label: str, bu
         job_progress(other.key, draw)
     if offer:
         st.info(offer)
+    if busy := st.session_state.pop("busy", None):
+        st.warning(busy)
     if st.button(button_label, type="primary", key=button_key):
         submit(task)
         st.rerun()
@@ -74,10 +93,12 @@ def task_section(task, draw: Callable[[Any], None] | None, button_label: str, bu
 
 def again_button(task, label: str, key: str, help: str | None = None) -> None:
     """A button that computes `task` afresh (its cached result replaced) and shows that run in its section."""
+    if busy := st.session_state.pop("busy", None):
+        st.warning(busy)
     if st.button(label, key=key, help=help):
         rerun = task.again()
-        st.session_state.setdefault("again", {})[task.key] = rerun.key
-        submit(rerun)
+        if submit(rerun) is not None:
+            st.session_state.setdefault("again", {})[task.key] = rerun.key
         st.rerun()
 
 
@@ -132,16 +153,22 @@ def job_progress(key: str, draw: Callable[[Any], None] | None = None) -> None:
         # the latest event that says what runs now (a finished part has neither a snapshot nor words)
         event = next((e for e in reversed(list(job.events)) if e.progress is not None or e.text), None)
         if job.status == "queued" or event is None:
-            ahead = [j for j in get_runner().active() if j.key != key and j.status == "running"]
-            st.progress(0.0, text=("Waiting for another training job to finish" if ahead
+            ahead = get_runner().position(key) if job.status == "queued" else 0
+            st.progress(0.0, text=(f"Waiting in the queue: {ahead} run{'s' if ahead != 1 else ''} ahead of this one "
+                                   "(one run trains at a time on this server)" if ahead
                                    else "Starting (loading data, preparing the teacher's outputs)..."))
         else:
             overall = job.latest.overall
             st.progress(min(1.0, overall), text=f"{overall:.0%} overall. Now: {progress_text(event)}. "
                                                 f"{_eta_text(job, overall)}")
-        if st.button("Stop", key=f"stop-{key}", help="Stops the training at its next step."):
-            job.cancel()
-            st.toast("Stopping...")
+        if session_id() in job.owners:
+            if st.button("Stop", key=f"stop-{key}", help="Stops the training at its next step, unless another "
+                                                           "session that asked for the same run still wants it."):
+                stopped = get_runner().release(key, session_id())
+                st.toast("Stopping..." if stopped else "Stopped for you; another session still wants this run, "
+                                                        "so it goes on.")
+        else:
+            st.caption("Started by another session: only the sessions that asked for this run can stop it.")
         if draw is not None and job.events:
             draw(job)
 
