@@ -1,7 +1,8 @@
-"""The distillation loss, in one place: softened softmax and (1 - alpha)·CE + alpha·T²·KL."""
+"""The distillation loss, in one place: softened softmax, (1 - alpha)·CE + alpha·T²·KL, and its divergences."""
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -30,7 +31,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
     `t_squared=False` the T² factor is dropped, and the soft gradient shrinks as 1/T². With no teacher
     logits this is plain cross-entropy: the student from scratch.
     """
-    return _mixed_loss(student_logits, teacher_logits, labels, temperature, alpha, t_squared, reverse=False)
+    return divergence_kd_loss(student_logits, teacher_logits, labels, temperature, alpha, "forward",
+                              t_squared=t_squared)
 
 
 def reverse_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
@@ -43,19 +45,42 @@ def reverse_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor |
     is *mode-covering* (the student must spread over everything the teacher considers). Same weights,
     detached teacher and no-teacher behaviour as kd_loss.
     """
-    return _mixed_loss(student_logits, teacher_logits, labels, temperature, alpha, t_squared, reverse=True)
+    return divergence_kd_loss(student_logits, teacher_logits, labels, temperature, alpha, "reverse",
+                              t_squared=t_squared)
 
 
-def _mixed_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
-                temperature: float, alpha: float, t_squared: bool, reverse: bool) -> KDLoss:
-    """(1 - alpha)·CE + alpha·[T²·]KL of the softened outputs: forward KL(teacher || student), or reverse."""
+def divergence_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
+                       temperature: float, alpha: float, divergence: str = "forward", beta: float = 0.5,
+                       t_squared: bool = True) -> KDLoss:
+    """(1 - alpha)·CE + alpha·[T²·]D(teacher_T, student_T) with D named by `divergence` (see soft_divergence)."""
     hard = F.cross_entropy(student_logits, labels)
     if teacher_logits is None:
         return KDLoss(hard, hard, hard.new_zeros(()))
-    student_log_p = F.log_softmax(student_logits / temperature, dim=-1)
-    teacher_log_p = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
-    # F.kl_div(input, target) = KL(target || input): the second argument is the distribution averaged over
-    kl = (F.kl_div(teacher_log_p, student_log_p, reduction="batchmean", log_target=True) if reverse
-          else F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True))
-    soft = kl * temperature ** 2 if t_squared else kl
+    d = soft_divergence(student_logits, teacher_logits.detach(), temperature, divergence, beta)
+    soft = d * temperature ** 2 if t_squared else d
     return KDLoss((1 - alpha) * hard + alpha * soft, hard, soft)
+
+
+def soft_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+                    divergence: str = "forward", beta: float = 0.5) -> torch.Tensor:
+    """Batch-mean divergence between softmax(teacher/T) = p and softmax(student/T) = q over the last dimension.
+
+    "forward": KL(p || q), mode-covering. "reverse": KL(q || p), mode-seeking. "jsd": the generalized
+    Jensen-Shannon divergence of GKD (Agarwal et al. 2024, as in TRL), beta·KL(p || m) + (1 - beta)·KL(q || m)
+    with the mixture m = beta·p + (1 - beta)·q. Its two ends are special: the JSD itself *vanishes* as beta
+    approaches 0 or 1 (m becomes q or p), so, as GKD does, beta = 0 means the forward KL and beta = 1 the
+    reverse KL, not the limit of the JSD.
+    """
+    v = student_logits.shape[-1]
+    q_log = F.log_softmax(student_logits.reshape(-1, v) / temperature, dim=-1)
+    p_log = F.log_softmax(teacher_logits.reshape(-1, v) / temperature, dim=-1)
+    # F.kl_div(input, target) = KL(target || input): the second argument is the distribution averaged over
+    if divergence == "forward" or (divergence == "jsd" and beta == 0):
+        return F.kl_div(q_log, p_log, reduction="batchmean", log_target=True)
+    if divergence == "reverse" or (divergence == "jsd" and beta == 1):
+        return F.kl_div(p_log, q_log, reduction="batchmean", log_target=True)
+    if divergence != "jsd" or not 0 < beta < 1:
+        raise ValueError(f"unknown divergence {divergence!r} (forward, reverse or jsd with 0 <= beta <= 1)")
+    m_log = torch.logsumexp(torch.stack([p_log + math.log(beta), q_log + math.log(1 - beta)]), dim=0)
+    return (beta * F.kl_div(m_log, p_log, reduction="batchmean", log_target=True)
+            + (1 - beta) * F.kl_div(m_log, q_log, reduction="batchmean", log_target=True))

@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from kd_core.losses import kd_loss, soften
+from kd_core.losses import divergence_kd_loss, kd_loss, reverse_kd_loss, soft_divergence, soften
 
 
 def hand_kd(student, teacher, labels, T, alpha, t_squared=True):
@@ -90,3 +92,34 @@ def test_soften_sums_to_one_and_flattens():
     assert cold.sum().item() == pytest.approx(1.0) and warm.sum().item() == pytest.approx(1.0)
     assert warm.max() < cold.max() and warm.min() > cold.min()
     assert torch.equal(soften(logits, 1.0).argmax(), soften(logits, 10.0).argmax())
+
+
+def numpy_jsd(p, q, beta):
+    """Generalized JSD written out from its definition, for comparison."""
+    m = beta * p + (1 - beta) * q
+    return float(beta * np.sum(p * np.log(p / m)) + (1 - beta) * np.sum(q * np.log(q / m)))
+
+
+def test_generalized_jsd_matches_its_definition_and_its_special_ends():
+    g = torch.Generator().manual_seed(1)
+    student, teacher = torch.randn(1, 6, generator=g), torch.randn(1, 6, generator=g)
+    p, q = F.softmax(teacher, -1)[0].numpy(), F.softmax(student, -1)[0].numpy()
+    for beta in (0.1, 0.5, 0.9):
+        assert soft_divergence(student, teacher, 1.0, "jsd", beta).item() == pytest.approx(numpy_jsd(p, q, beta), rel=1e-5)
+    forward = float(np.sum(p * np.log(p / q)))
+    reverse = float(np.sum(q * np.log(q / p)))
+    assert soft_divergence(student, teacher, 1.0, "jsd", 0.0).item() == pytest.approx(forward, rel=1e-5)
+    assert soft_divergence(student, teacher, 1.0, "jsd", 1.0).item() == pytest.approx(reverse, rel=1e-5)
+    # the JSD itself vanishes towards both ends: beta = 0 and 1 are the pure KLs by convention, not by continuity
+    assert soft_divergence(student, teacher, 1.0, "jsd", 1e-4).item() < forward / 100
+    assert soft_divergence(student, teacher, 1.0, "jsd", 1 - 1e-4).item() < reverse / 100
+    with pytest.raises(ValueError):
+        soft_divergence(student, teacher, 1.0, "jsd", 1.5)
+
+
+def test_divergence_kd_loss_forward_and_reverse_equal_the_named_losses():
+    g = torch.Generator().manual_seed(2)
+    student, teacher, labels = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g), torch.arange(8)
+    for name, fn in (("forward", kd_loss), ("reverse", reverse_kd_loss)):
+        a, b = divergence_kd_loss(student, teacher, labels, 3.0, 0.7, name), fn(student, teacher, labels, 3.0, 0.7)
+        assert torch.allclose(a.total, b.total)
