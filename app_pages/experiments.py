@@ -24,11 +24,33 @@ if ui.tiny():
             "numbers below are not meaningful.")
 
 
-def run_note(result: dict, extra: str = "") -> None:
-    """Where the shown result came from and how long it took."""
+mine = ui.current_config()
+
+
+def own_settings(cfg, key: str, why: str):
+    """Say which T and alpha the experiment runs with, and offer the user's own instead. Returns the config."""
+    if (cfg.temperature, cfg.alpha) != (mine.temperature, mine.alpha) and st.toggle(f"Use my T = {mine.temperature:g} and alpha = {mine.alpha:g} instead",
+                                        key=f"{key}-mine", help="Your settings from the Distill page / the sidebar "
+                                        "preset. A different T or alpha is a different experiment: it runs anew."):
+        cfg = cfg.replace(temperature=mine.temperature, alpha=mine.alpha)
+    st.info(f"This experiment runs at **T = {cfg.temperature:g}, alpha = {cfg.alpha:g}** ({why})"
+            + (f", not at your T = {mine.temperature:g}, alpha = {mine.alpha:g}." if (cfg.temperature, cfg.alpha)
+               != (mine.temperature, mine.alpha) else ", the same as your settings."), icon=":material/tune:")
+    return cfg
+
+
+def run_note(result: dict, students: str | None = None) -> None:
+    """Where the shown result came from, how long it took, and its settings (`students`: how the students
+    trained, when the config's own epochs and image count are not what the experiment used)."""
+    c = result["config"]
     how = ("From the cache: this exact experiment had finished before." if result.get("cached")
            else f"Finished in {result.get('total_seconds', 0):.0f} s.")
-    st.caption(f"{how} Settings: {ui.config_summary(result['config'])}{extra}.")
+    if students is None:
+        st.caption(f"{how} Settings: {ui.config_summary(c)}.")
+        return
+    st.caption(f"{how} Settings: {ui.plain(c['dataset'])}, teacher {ui.plain(c['teacher'])} ({c['teacher_epochs']} "
+               f"epochs), students {ui.plain(c['student'])} ({students}), T = {c['temperature']:g}, alpha = "
+               f"{c['alpha']:g}, {c['seeds']} seed{'s' if c['seeds'] != 1 else ''}.")
 
 
 def pct(x: float) -> str:
@@ -41,6 +63,7 @@ budget_tab, missing_tab, sweep_tab, t2_tab = st.tabs(
 # ----------------------------------------------------------------------------------------------------
 with budget_tab:
     cfg, params = ui.lab_settings("data-budget")
+    cfg = own_settings(cfg, "budget", "the classroom preset's")
     counts = lab.resolve_budgets(params["budgets"], len(dataset.train_y))
     students = 2 * cfg.seeds * len(counts)
     st.markdown(
@@ -61,7 +84,8 @@ with budget_tab:
     result = ui.task_section(task, draw_budget, f"Run the data-budget experiment ({students} students)",
                              "budget-run")
     if result is not None:
-        run_note(result, " — each budget trains for the same number of steps as that, whatever its image count")
+        run_note(result, "each budget for the same number of training steps, whatever its image count: "
+                         + ", ".join(f"{r['images']:,} images × {r['epochs']} epochs" for r in result["rows"]))
         rows, seeds = result["rows"], result["seeds"]
         left, right = st.columns(2)
         ui.chart(charts.budget_accuracy(rows, seeds), key="budget-accuracy", where=left)
@@ -104,6 +128,8 @@ with missing_tab:
                          format_func=lambda i: classes[i], key="omit-label")
     name = classes[label]
     cfg, params = ui.lab_settings("omitted-class", label=label)
+    cfg = own_settings(cfg, "omit", "a high T as in Hinton et al., whose MNIST experiment used T = 20: the student "
+                       f"learns about {name} only from small probabilities, which a high T makes visible")
     st.markdown(
         f"**Can a student recognise a class it has never seen?** (Hinton et al. 2015, §3.) The students' "
         f"training images contain **no {name} at all**; the teacher saw every class. The distilled student "
@@ -129,7 +155,8 @@ with missing_tab:
                              f"Run the missing-class experiment (3 students per seed, without {name})",
                              "missing-run")
     if result is not None:
-        run_note(result)
+        c = result["config"]
+        run_note(result, f"{c['student_epochs']} epochs on every training image that is not a {name}")
         m = result["models"]
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(f"Scratch on test {name}s", pct(m["scratch"]["label_accuracy_mean"]))
@@ -191,6 +218,8 @@ with missing_tab:
 # ----------------------------------------------------------------------------------------------------
 with sweep_tab:
     cfg, params = ui.lab_settings("sweep")
+    st.info("This experiment ignores your T and alpha on purpose: it tries every pair on the grid below.",
+            icon=":material/tune:")
     temperatures, alphas = [float(t) for t in params["temperatures"]], [float(a) for a in params["alphas"]]
     cells_n = len(temperatures) * len(alphas)
     st.markdown(
@@ -213,7 +242,8 @@ with sweep_tab:
     result = ui.task_section(task, draw_sweep,
                              f"Run the T × alpha sweep ({cells_n} distilled students + 1 scratch)", "sweep-run")
     if result is not None:
-        run_note(result, " — T and alpha as in each cell")
+        run_note(result, f"{result['config']['student_epochs']} epochs on "
+                         f"{result['config']['student_train_limit'] or 'all'} labelled images; T and alpha as in each cell")
         best, scratch = result["best"], result["scratch"]
         ui.chart(charts.sweep_heatmap(result["temperatures"], result["alphas"], result["cells"],
                                       scratch["mean"]), key="sweep-map")
@@ -228,6 +258,8 @@ with sweep_tab:
 # ----------------------------------------------------------------------------------------------------
 with t2_tab:
     cfg, params = ui.lab_settings("t-squared")
+    st.info(f"This experiment runs at the temperatures on its x axes and **alpha = {cfg.alpha:g}**, not at your "
+            f"T = {mine.temperature:g}: it is about how the loss behaves as T changes.", icon=":material/tune:")
     temps = sorted({float(t) for t in params["temperatures"]})
     students = cfg.seeds * (1 + sum(1 if t == 1.0 else 2 for t in temps))
     st.markdown(
@@ -248,7 +280,8 @@ with t2_tab:
     task = lab.task("t-squared", cfg, dataset, params, label=f"T² experiment: {students} students")
     result = ui.task_section(task, draw_t2, f"Run with and without T² ({students} students)", "t2-run")
     if result is not None:
-        run_note(result, " — T as on the x axes")
+        run_note(result, f"{result['config']['student_epochs']} epochs on "
+                         f"{result['config']['student_train_limit'] or 'all'} labelled images; T as on the x axes")
         rows = result["rows"]
         left, right = st.columns(2)
         with left:

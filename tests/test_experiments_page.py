@@ -218,3 +218,21 @@ def test_missing_class_label_choice_changes_the_experiment():
     at.selectbox(key="omit-label").set_value(5).run()
     assert_clean(at)
     assert "without 5" in at.button(key="missing-run").label
+
+
+def test_experiments_say_which_t_and_alpha_they_use_and_can_use_the_users():
+    at = open_page()
+    at.session_state["settings"] = {**at.session_state["settings"], "temperature": 6.0, "alpha": 0.7}
+    at.switch_page(PAGE).run()
+    assert_clean(at)
+    infos = [i.value for i in at.info]
+    assert any("not at your T = 6, alpha = 0.7" in i for i in infos), infos          # data budget, missing class
+    assert any("ignores your T and alpha on purpose" in i for i in infos), infos     # the sweep
+    at.toggle(key="budget-mine").set_value(True).run()
+    assert_clean(at)
+    assert any("runs at **T = 6, alpha = 0.7**" in i and "the same as your settings" in i
+               for i in (i.value for i in at.info))
+    at.button(key="budget-run").click().run()
+    job = next(j for k, j in ui.get_runner().jobs().items() if k.startswith("lab-data-budget-"))
+    assert job.wait(240) and job.status == "done", job.error
+    assert (job.result["config"]["temperature"], job.result["config"]["alpha"]) == (6.0, 0.7)
