@@ -167,7 +167,7 @@ with right:
                "on the teacher's distributions.")
 rows = [{"model": charts.ROLE_NAMES[role], "parameters": m[role]["params"],
          "val bits/char": round(m[role]["bpc_mean"], 3),
-         "± (sample std over seeds)": round(m[role]["bpc_std"], 3) if role != "teacher" else None,
+         "± (sample std over seeds)": f"{m[role]['bpc_std']:.3f}" if role != "teacher" else "— (one teacher)",
          "perplexity": round(m[role]["perplexity_mean"], 2), "generation (chars/s)": round(m[role]["chars_per_s"])}
         for role in ("teacher", "distilled", "scratch")]
 st.dataframe(rows, hide_index=True, width="stretch",
