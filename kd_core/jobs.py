@@ -3,6 +3,8 @@
 Fair between the sessions of one server: a session may have at most MAX_ACTIVE_PER_OWNER jobs of its own
 queued or running (SessionBusy beyond that), and a job shared by several sessions is cancelled only when the
 last session that asked for it lets it go (`release`); sessions that only look at a job cannot stop it.
+A job also records why any of its cache writes failed (`unsaved`: a disk that filled up mid-run), so the pages of
+the sessions that asked for it can say so; its results are still returned.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from kd_core import store
 from kd_core.train import TrainingCancelled, configure_threads
 
 # A job's work: fn(report, should_stop) -> result, where report(event) records progress.
@@ -34,6 +37,7 @@ class Job:
     events: list[Any] = field(default_factory=list)
     result: Any = None
     error: str | None = None
+    unsaved: str | None = None        # why some of its cache writes failed (disk full, read-only), else None
     submitted_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     owners: set[str] = field(default_factory=set)  # the sessions that asked for this job and still want it
@@ -154,15 +158,18 @@ class JobRunner:
         else:
             job.status = "running"
             log.info("job started: %s (%s)", job.key, job.label)
-            try:
-                job.result = work(job.events.append, job._cancel.is_set)
-                job.status = "done"
-            except TrainingCancelled:
-                job.status = "cancelled"
-            except Exception as exc:  # reported to the page as a message, never raised into it
-                job.error = f"{type(exc).__name__}: {exc}"
-                job.status = "failed"
-                traceback.print_exc()
+            status = "done"
+            with store.recording_write_failures() as failures:
+                try:
+                    job.result = work(job.events.append, job._cancel.is_set)
+                except TrainingCancelled:
+                    status = "cancelled"
+                except Exception as exc:  # reported to the page as a message, never raised into it
+                    job.error = f"{type(exc).__name__}: {exc}"
+                    status = "failed"
+                    traceback.print_exc()
+            job.unsaved = "; ".join(dict.fromkeys(failures)) or None  # each reason once, set before the status
+            job.status = status
         job.finished_at = time.time()
         log.info("job %s: %s after %.1f s", job.status, job.key, job.finished_at - job.submitted_at)
         job._done.set()

@@ -11,8 +11,10 @@ import tempfile
 import time
 import zipfile
 import zlib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -30,6 +32,8 @@ REJECTED_SUFFIX = ".rejected"  # a cache file that fails its check is moved asid
 _reported_unwritable: set[str] = set()
 _reported_rejected: set[str] = set()
 _reported_missing: set[str] = set()
+# And, per thread of work (a job), where the reasons its failed writes go while recording_write_failures is on.
+_write_failures: ContextVar[list[str] | None] = ContextVar("kd_lab_write_failures", default=None)
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -80,8 +84,21 @@ def _report_unwritable(path: Path, exc: OSError) -> None:
     log.warning("cache not written (%s): %s; continuing without caching (runs work but are not kept)", path, exc)
 
 
+@contextmanager
+def recording_write_failures() -> Iterator[list[str]]:
+    """Collect in the yielded list why each cache write made in this context (a job's thread) failed."""
+    failures: list[str] = []
+    token = _write_failures.set(failures)
+    try:
+        yield failures
+    finally:
+        _write_failures.reset(token)
+
+
 def atomic_write(path: Path, data: bytes) -> bool:
     """Write `data` to `path` through a temp file and rename; False (and a warning) if the folder is unwritable.
+
+    The reason of a failed write also goes to the list of an enclosing recording_write_failures (the job's).
 
     A reader sees the old file or the whole new one, never a part: a writer killed midway leaves only a
     `.NAME.*.tmp` file, which no reader opens and a later write into the same folder deletes once it is stale.
@@ -100,6 +117,8 @@ def atomic_write(path: Path, data: bytes) -> bool:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     except OSError as exc:
+        if (failures := _write_failures.get()) is not None:
+            failures.append(exc.strerror or str(exc))
         _report_unwritable(path, exc)
         return False
     return True

@@ -7,6 +7,7 @@ Only environment variables differ (a private cache folder, tiny mode), never Str
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -15,7 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,27 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> float
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The app's server as `make run` starts it with `env` added, output to `log`, healthy (else the test fails
+    with the log); killed at the end."""
+    import pytest
+
+    port = free_port()
+    with open(log, "w") as out:
+        proc = start_app(port, env, out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_healthy(url, proc)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}:\n{log.read_text()}")
+        yield url, proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def cpu_seconds(pid: int) -> float:

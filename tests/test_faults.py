@@ -28,6 +28,7 @@ TINY = preset("classroom").replace(**ui.TINY_CHANGES)  # the run the app's Home 
 SMALL = TINY.replace(teacher_train_limit=100, student_train_limit=50, student_epochs=1)  # for the tests' own runs
 OTHER = SMALL.replace(teacher_seed=1)                    # a run with its own teacher, killed and rerun
 CHILD_TIMEOUT_S = 120
+COMPARISON = "Test accuracy of the three models"   # the title of the Home page's comparison chart
 
 # The engine in a child process. argv: mode, config JSON. Modes: "hold" (stop for good inside the teacher's
 # training, after its 2nd step, to be killed there), "die-at:SUFFIX" (SIGKILL itself in os.replace, i.e. after
@@ -330,6 +331,56 @@ def test_app_says_once_that_the_cache_is_unwritable_and_the_demo_still_runs(fres
         at.run()
         assert not at.exception and not at.error
     assert not [w for w in at.warning if "cache folder" in w.value]   # said once, not on every rerun
+
+
+def test_a_job_carries_why_its_cache_writes_failed_and_only_its_own(tmp_path, one_thread):
+    from kd_core.jobs import JobRunner
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    runner = JobRunner(workers=1)
+    failing = runner.submit("failing", lambda report, stop: store.save_json(blocker / "r.json", {"a": 1}))
+    fine = runner.submit("fine", lambda report, stop: store.save_json(tmp_path / "r.json", {"a": 1}))
+    assert failing.wait(30) and fine.wait(30)
+    assert failing.status == "done" and failing.result is False and failing.unsaved   # it ran; the reason is kept
+    assert fine.status == "done" and fine.result is True and fine.unsaved is None
+    assert not store.save_json(blocker / "page.json", {})   # a failed write outside a job: logged, nobody's job
+
+
+def test_a_disk_that_fills_up_mid_run_is_told_once_to_the_session_that_ran_it(fresh_app, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest import plotly_titles
+
+    cache, fsync = tmp_path / "cache", os.fsync
+
+    def full_once_the_teacher_is_saved(fd: int) -> None:
+        """os.fsync on a disk whose last free space the teacher's checkpoint took."""
+        if any(cache.glob("teachers/*.pt")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_once_the_teacher_is_saved)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception and not at.error and not at.warning   # the disk still had room when the page opened
+    at.button(key="home-run").click().run()
+    deadline = time.monotonic() + 90
+    while not any("Done" in s.value for s in at.success):
+        assert time.monotonic() < deadline, "the demo did not finish"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception and not at.error
+    [told] = [w.value for w in at.warning if "could not be saved" in w.value]
+    assert os.strerror(errno.ENOSPC) in told and "computed again next time" in told
+    assert any(t.startswith(COMPARISON) for t in plotly_titles(at))        # the result is shown all the same
+    assert not list(cache.rglob("*.tmp"))                                   # nothing partial is left behind
+    assert not list(cache.glob("results/*")) and not list(cache.glob("students/*"))  # and no result without models
+    at.run()
+    assert not [w for w in at.warning if "could not be saved" in w.value]   # said once, not on every rerun
+    assert any(t.startswith(COMPARISON) for t in plotly_titles(at))
+    other = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()   # a session that did not ask for it
+    assert not [w for w in other.warning if "could not be saved" in w.value]
+    assert any(t.startswith(COMPARISON) for t in plotly_titles(other))
 
 
 def test_stale_temp_files_are_deleted_fresh_ones_kept(tmp_path):

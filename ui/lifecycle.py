@@ -16,6 +16,8 @@ from ui.widgets import ROLE_TITLES, plain
 POLL_SECONDS = 1.0
 AGAIN_HELP = ("Trains both students again from the same settings and shows it live (the teacher is reused from the "
               "cache); the cache keeps the newest run.")
+UNSAVED_NOTE = ("Part of this run could not be saved to the cache ({reason}): its results are shown here, but "
+                "what was not saved is computed again next time.")
 RUNNING_NOTE = ("Running in the background: {label}. Switching pages or moving sliders does not stop it; anyone "
                 "else who opens the same settings sees the same run.")
 
@@ -67,6 +69,7 @@ def task_section(task, draw: Callable[[Any], None] | None, button_label: str, bu
     """
     key = st.session_state.get("again", {}).get(task.key, task.key)
     job = find_job(key)
+    show_unsaved(job)
     if job is not None and job.status == "done" and job.result is not None:
         return job.result  # run by this server: says how long it took, not "from the cache"
     if job is not None and not job.finished:
@@ -100,6 +103,16 @@ def again_button(task, label: str, key: str, help: str | None = None) -> None:
         if submit(rerun) is not None:
             st.session_state.setdefault("again", {})[task.key] = rerun.key
         st.rerun()
+
+
+def show_unsaved(job) -> None:
+    """Once, to each session that asked for the finished `job`: say that some of its cache writes failed."""
+    if job is None or not job.finished or not job.unsaved or session_id() not in job.owners:
+        return
+    told = st.session_state.setdefault("told_unsaved", set())
+    if job.key not in told:
+        told.add(job.key)
+        st.warning(UNSAVED_NOTE.format(reason=plain(job.unsaved)))
 
 
 def show_job_ending(job) -> None:
