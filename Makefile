@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed-requirements
 RAY_STAMP := $(VENV)/.installed-requirements-ray
 CHROMIUM ?= /usr/bin/chromium
 PORT ?= 8501
+# `make run ADDRESS=0.0.0.0` serves a classroom: every machine on the network can then open the app. Without it
+# the address is .streamlit/config.toml's 127.0.0.1: only this computer can.
+ifdef ADDRESS
+run: export STREAMLIT_SERVER_ADDRESS := $(ADDRESS)
+endif
 
 .PHONY: run test setup browser bench clean
 

@@ -18,6 +18,7 @@ from kd_core.data import DATASETS
 st.set_page_config(page_title="KD Lab", page_icon=":material/science:", layout="wide")
 ui.configure_logging()
 ui.init_state()
+ui.warm_up()  # a served app's first run starts the default teacher in the background (the Temperature page's)
 
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -54,6 +55,8 @@ with st.sidebar:
     with st.popover("Share these settings", icon=":material/link:"):
         st.caption("This link opens the app with the same dataset, preset, T, alpha, epochs and seeds "
                    "(and shows the run's result at once if it has finished on this server). The address bar holds it too.")
+        if note := ui.state.share_note():
+            st.markdown(note)
         st.code(ui.share_link(), language=None, wrap_lines=True)
     st.toggle("Lesson mode", key="lesson", help="A guided path through the pages for a teacher: what to click, "
                                                  "what to notice and a question for the class on each step.")

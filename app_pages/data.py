@@ -13,7 +13,7 @@ rows = []
 for name, info in DATASETS.items():
     ok, where = ui.dataset_status(name)
     rows.append({"dataset": info.title, "available here": "yes" if ok else "no", "source / how to get it": where})
-st.dataframe(rows, hide_index=True, width="stretch")
+st.table(rows, hide_index=True)  # a static table wraps its text: every "how to get it" is read in full
 
 dataset = ui.require_dataset()
 cfg = ui.current_config()
@@ -32,9 +32,9 @@ if st.button("Show other images", icon=":material/casino:"):
     rng = np.random.default_rng(st.session_state["data_sample_seed"])
 labels = dataset.train_y.numpy()
 picks = [int(rng.choice(np.flatnonzero(labels == c))) for c in range(len(dataset.classes)) for _ in range(2)]
-columns = st.columns(10)
-for i, index in enumerate(picks):
-    columns[i % 10].image(dataset.train_x[index].numpy(), caption=dataset.classes[labels[index]], width=64)
+with st.container(horizontal=True, gap="small"):  # as many per row as the screen holds
+    for index in picks:
+        st.image(dataset.train_x[index].numpy(), caption=dataset.classes[labels[index]], width=64)
 
 train_counts = np.bincount(labels, minlength=len(dataset.classes))
 test_counts = np.bincount(dataset.test_y.numpy(), minlength=len(dataset.classes))

@@ -5,6 +5,7 @@ import streamlit as st
 import ui
 from kd_core import charts
 from kd_core.experiment import comparison_task
+from ui.widgets import wide_and_narrow
 
 st.title("Distill: train a student with the teacher, and one without")
 st.markdown("Two students with the **same architecture, the same starting weights, the same images in the same "
@@ -23,7 +24,9 @@ ui.setting_widget(c4.slider, "Seeds", "seeds",
 ui.setting_widget(st.toggle, "Multiply the soft term by T²", "t_squared",
                   help="Without T², the soft term's gradient shrinks as 1/T², so at high T the teacher barely counts.")
 cfg = ui.current_config()
-st.latex(charts.loss_formula_latex(cfg.temperature, cfg.alpha, cfg.t_squared))
+wide, narrow = wide_and_narrow("distill-formula")  # on a phone the formula in four short lines
+wide.latex(charts.loss_formula_latex(cfg.temperature, cfg.alpha, cfg.t_squared))
+narrow.latex(charts.loss_formula_latex(cfg.temperature, cfg.alpha, cfg.t_squared, lines=True))
 st.caption(f"Settings: {ui.config_summary(cfg)}.")
 dataset = ui.require_dataset()
 
@@ -47,7 +50,7 @@ def draw(job):
 
 
 task = comparison_task(cfg, dataset)
-result = ui.task_section(task, draw, ui.run_button_label(cfg), "distill-run", follow_other=True)
+result = ui.task_section(task, draw, ui.run_button_label(cfg, dataset), "distill-run", follow_other=True)
 if result is None:
     st.stop()
 
@@ -77,4 +80,5 @@ for column, role in zip((c1, c2, c3), ("teacher", "distilled", "scratch")):
                   f"{m[role]['accuracy_mean']:.1%}" + (f" ± {m[role]['accuracy_std']:.1%}" if seeds > 1 else ""))
 ui.show_verdict(result, on_distill=True)
 ui.again_button(task, "Train again, live", "distill-again", help=ui.AGAIN_HELP)
+ui.script_download(result["config"], "distill-script")
 st.page_link("app_pages/compare.py", label="Compare the three models in detail", icon=":material/bar_chart:")

@@ -67,17 +67,30 @@ m3.metric(f"Pruned {ccfg.sparsity:.0%} + one KD epoch vs unpruned", f"{100 * (kd
           f"CE epoch instead: {100 * (ce['accuracy'] - d['accuracy']):+.1f} points", delta_color="off")
 
 table = [{"model / stage": r["name"], "accuracy (%)": round(100 * r["accuracy"], 2), "weights": r["precision"],
-          "parameters": r["params"], "non-zero parameters": r["nonzero_params"],
-          "size on disk (KB)": round(r["size_bytes"] / 1024, 1), "gzipped (KB)": round(r["size_gzip_bytes"] / 1024, 1),
-          "MFLOPs/image": round(r["flops"] / 1e6, 2),
-          "latency, batch 1 (ms/image)": round(r["latency_ms"]["median_ms"], 3),
-          "latency spread (min–max ms)": f"{r['latency_ms']['min_ms']:.3f}–{r['latency_ms']['max_ms']:.3f}",
-          f"throughput, batch {r['throughput']['batch']} (images/s)": round(r["throughput"]["median"]),
-          "peak memory, batch 1 (KB)": round(r["peak_memory_bytes"] / 1024, 1)} for r in rows]
+          "parameters": r["params"], "non-zero": r["nonzero_params"], "MFLOPs": round(r["flops"] / 1e6, 2),
+          "size (KB)": round(r["size_bytes"] / 1024, 1), "gzip (KB)": round(r["size_gzip_bytes"] / 1024, 1),
+          "latency (ms)": round(r["latency_ms"]["median_ms"], 3),
+          "spread (ms)": f"{r['latency_ms']['min_ms']:.3f}–{r['latency_ms']['max_ms']:.3f}",
+          "images/s": round(r["throughput"]["median"]), "memory (KB)": round(r["peak_memory_bytes"] / 1024, 1)}
+         for r in rows]
+batch = rows[0]["throughput"]["batch"]
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                            "non-zero parameters": st.column_config.NumberColumn(format="localized")})
-st.caption("Size on disk: bytes of the saved weights file (torch.save of the state_dict). Pruned weights are "
+             column_order=["model / stage", "accuracy (%)", "non-zero", "size (KB)", "gzip (KB)", "latency (ms)",
+                           "spread (ms)", "images/s", "memory (KB)"],  # weights, parameters, MFLOPs: the eye icon
+             column_config={
+                 "parameters": st.column_config.NumberColumn(format="localized"),
+                 "non-zero": st.column_config.NumberColumn(format="localized",
+                                                           help="Parameters that are not zero (pruning zeroes some)"),
+                 "MFLOPs": st.column_config.NumberColumn(help="Millions of multiply-adds per image"),
+                 "size (KB)": st.column_config.NumberColumn(help="Size on disk of the saved weights"),
+                 "gzip (KB)": st.column_config.NumberColumn(help="Size of the weights file once gzipped"),
+                 "latency (ms)": st.column_config.NumberColumn(help="CPU latency per image at batch 1, median"),
+                 "spread (ms)": st.column_config.TextColumn(help="Fastest and slowest of the timed calls"),
+                 "images/s": st.column_config.NumberColumn(help=f"Throughput at batch {batch}, median"),
+                 "memory (KB)": st.column_config.NumberColumn(help="Peak memory at batch 1")})
+st.caption(f"Latency: per image at batch 1; images/s: throughput at batch {batch}; the weights' precision, "
+           "parameters and MFLOPs per image through the eye icon at the table's top right. Size on disk: bytes of "
+           "the saved weights file (torch.save of the state_dict). Pruned weights are "
            "still stored as zeros, so only the gzipped size and the non-zero count shrink; dense CPU kernels do "
            "not skip zeros either, so pruning alone does not make it faster. Peak memory: weights + input + the "
            "most the forward pass holds allocated at once, from torch's profiler. FLOPs of int8 rows are int8 "

@@ -23,20 +23,33 @@ if not runs:
 
 # the table's key changes whenever runs come or go, so a selection (row positions) never points at another run
 table_key = "history-" + hashlib.sha1(" ".join(r["key"] for r in runs).encode()).hexdigest()[:12]
-event = st.dataframe(
+SHOWN = ["run", "dataset", "T", "alpha", "T²", "student epochs", "labelled images", "seeds", "teacher (%)",
+         "distilled (%)", "± distilled", "scratch (%)", "± scratch", "gain (points)"]  # the rest: the eye icon
+SPREAD = "Standard deviation over seeds, in points (0 with 1 seed)"
+event = st.dataframe(  # short headers (the full names in each column's help), so every shown column fits at 1400 px
     history.table_rows(runs), key=table_key, on_select="rerun", selection_mode="multi-row", hide_index=True,
-    selection_default={"selection": {"rows": list(range(min(2, len(runs))))}},
+    selection_default={"selection": {"rows": list(range(min(2, len(runs))))}}, column_order=SHOWN,
     column_config={
         "run": st.column_config.TextColumn(help="Short name of the run: the legend of the charts below"),
         "alpha": st.column_config.NumberColumn(help="Weight of the teacher's soft targets (1 - alpha: the labels)"),
         "T²": st.column_config.CheckboxColumn(help="Soft term multiplied by T² (Hinton et al. 2015)"),
-        "± distilled": st.column_config.NumberColumn(help="Standard deviation over seeds, in points (0 with 1 seed)"),
-        "± scratch": st.column_config.NumberColumn(help="Standard deviation over seeds, in points (0 with 1 seed)"),
-        "gain (points)": st.column_config.NumberColumn(help="Distilled minus scratch, mean test accuracy"),
+        "student epochs": st.column_config.NumberColumn("epochs", help="Epochs of each student"),
+        "labelled images": st.column_config.NumberColumn("images", help="Labelled images each student trains on"),
+        "teacher (%)": st.column_config.NumberColumn("teacher %", help="Teacher's test accuracy (%)"),
+        "distilled (%)": st.column_config.NumberColumn("distilled %", help="Distilled student's test accuracy (%), "
+                                                                           "mean over seeds"),
+        "± distilled": st.column_config.NumberColumn("±", help=SPREAD),
+        "scratch (%)": st.column_config.NumberColumn("scratch %", help="Scratch student's test accuracy (%), "
+                                                                       "mean over seeds"),
+        "± scratch": st.column_config.NumberColumn("±", help=SPREAD),
+        "gain (points)": st.column_config.NumberColumn("gain", help="Distilled minus scratch, mean test accuracy, "
+                                                                    "in points"),
         "training (s)": st.column_config.NumberColumn(help="Training seconds of teacher and every student, "
                                                            "without the per-epoch test evaluation"),
         "key": st.column_config.TextColumn(help="Cache key: results/<key>.json in the cache folder"),
     })
+st.caption("More columns (when it finished, the teacher and student architectures, training seconds, the cache "
+           "key) through the eye icon at the table's top right.")
 chosen = [runs[i] for i in event.selection.rows if i < len(runs)]
 if not chosen:
     st.info("Tick one or more rows in the table to compare those runs.")

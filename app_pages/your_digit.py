@@ -37,8 +37,8 @@ if models is None:
     st.stop()
 
 source = st.radio("Your digit", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="digit_source")
-left, middle, right = st.columns([2, 1, 3])
-with left:
+left, right = st.columns([2, 3])
+with left:  # the input, then what the models see, under it: each at its own size, never over the next column
     if source == "draw":
         st.space("medium")  # room for the canvas's toolbar, which floats above it
         drawing = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", width=CANVAS,
@@ -66,7 +66,6 @@ with left:
         st.stop()
     if source == "upload":
         st.image(gray, caption="Your image, in grey", width=CANVAS)
-with middle:
     st.image(digits.enlarge(image28, 6), caption="What the models see: 28 × 28 pixels, shown 6× larger",
              width=28 * 6)
 

@@ -190,13 +190,21 @@ def spread(values: list[float], digits: int = 2) -> dict[str, float | None]:
 
 
 def job_lines(log_text: str) -> dict[str, Any]:
-    """What kd_core.jobs logged: jobs started (by key prefix), how each ended, and their durations."""
-    started = re.findall(r"kd_core\.jobs INFO: job started: (\S+)", log_text)
-    ended = re.findall(r"kd_core\.jobs INFO: job (done|failed|cancelled): (\S+) after ([\d.]+) s", log_text)
+    """What kd_core.jobs logged: jobs started by the sessions (by key prefix), how each ended, and their durations.
+
+    The server's own warm-up job (the default teacher, ui.warm, key "teacher-…", started before any session
+    asks) is counted apart as "warm_up"; the sessions' runs find that teacher trained or join it.
+    """
+    every = re.findall(r"kd_core\.jobs INFO: job started: (\S+)", log_text)
+    started = [key for key in every if not key.startswith("teacher-")]
+    ended = [(status, key, t) for status, key, t in
+             re.findall(r"kd_core\.jobs INFO: job (done|failed|cancelled): (\S+) after ([\d.]+) s", log_text)
+             if not key.startswith("teacher-")]
     kinds: dict[str, int] = {}
     for key in started:
         kinds[key.split("-")[0]] = kinds.get(key.split("-")[0], 0) + 1
-    return {"started": len(started), "started_by_kind": kinds, "distinct_keys": len(set(started)),
+    return {"started": len(started), "warm_up": len(every) - len(started), "started_by_kind": kinds,
+            "distinct_keys": len(set(started)),
             "done": sum(s == "done" for s, _, _ in ended), "failed": sum(s == "failed" for s, _, _ in ended),
             "cancelled": sum(s == "cancelled" for s, _, _ in ended),
             "seconds": [float(t) for _, _, t in ended]}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.appserver import ROOT, free_port, start_app, wait_healthy
+from tests.appserver import ROOT, serving
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("KD_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -27,21 +27,12 @@ EXCEPTION = '[data-testid="stException"]'
 @pytest.fixture()
 def server(tmp_path):
     """The app's server as `make run` starts it, with a private cache and the tiny config; killed at the end."""
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
     started = time.perf_counter()
-    proc = start_app(port, {"KD_LAB_CACHE_DIR": str(tmp_path / "cache"), "KD_LAB_TINY": "1"}, log)
-    url = f"http://127.0.0.1:{port}"
     try:
-        try:
-            wait_healthy(url, proc)
-        except RuntimeError as exc:
-            pytest.fail(f"{exc}:\n{(tmp_path / 'server.log').read_text()}")
-        yield url, started
+        env = {"KD_LAB_CACHE_DIR": str(tmp_path / "cache"), "KD_LAB_TINY": "1"}
+        with serving(env, tmp_path / "server.log") as (url, _):
+            yield url, started
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        log.close()
         (ARTIFACTS / "server.log").parent.mkdir(exist_ok=True)
         (ARTIFACTS / "server.log").write_text((tmp_path / "server.log").read_text())
 
@@ -50,6 +41,21 @@ def settle(page, timeout: float = 60_000) -> None:
     """Wait until Streamlit has finished running the script (no running indicator), then a moment for charts."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
     page.wait_for_timeout(400)
+
+
+def draw_seven(page) -> None:
+    """Draw a 7 on the Your digit canvas with the mouse and wait for the three models' answer."""
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=30_000)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 70, box["y"] + 60)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 210, box["y"] + 60, steps=15)
+    page.mouse.move(box["x"] + 110, box["y"] + 250, steps=20)
+    page.mouse.up()
+    page.locator(".js-plotly-plot", has_text="probabilities for your digit").wait_for(timeout=60_000)
+    settle(page)
 
 
 def go_to(page, title: str) -> None:
@@ -120,16 +126,7 @@ def test_browser_walk(server):
             page.screenshot(path=ARTIFACTS / "04-temperature-T10.png")
 
             go_to(page, "Your digit")  # draw a 7 with the mouse; the canvas sends it, the models answer
-            canvas = page.locator("canvas.upper-canvas").first
-            canvas.wait_for(timeout=30_000)
-            box = canvas.bounding_box()
-            page.mouse.move(box["x"] + 70, box["y"] + 60)
-            page.mouse.down()
-            page.mouse.move(box["x"] + 210, box["y"] + 60, steps=15)
-            page.mouse.move(box["x"] + 110, box["y"] + 250, steps=20)
-            page.mouse.up()
-            page.locator(".js-plotly-plot", has_text="probabilities for your digit").wait_for(timeout=60_000)
-            settle(page)
+            draw_seven(page)
             assert page.get_by_text("Scratch student says").count() == 1
             assert page.locator(EXCEPTION).count() == 0
             page.screenshot(path=ARTIFACTS / "04b-your-digit-drawn.png")

@@ -159,3 +159,67 @@ def test_one_seed_verdict_names_where_to_add_seeds():
     assert "on the Distill page" in ui.noise_verdict(one_seed)[1]
     on_distill = ui.noise_verdict(one_seed, on_distill=True)[1]
     assert "Seeds above" in on_distill and "Distill page" not in on_distill
+
+
+def test_accuracy_bars_start_at_zero_with_labels_at_the_base_clear_of_error_bars():
+    result = fake_result()
+    figures = [charts.accuracy_comparison(result), charts.per_class_accuracy(result),
+               charts.agreement_with_teacher(result)]
+    for fig in figures:
+        assert fig.layout.yaxis.range[0] == 0, fig.layout.title.text
+    for fig in (figures[0], figures[2]):
+        bar = fig.data[0]
+        assert bar.textposition == "inside" and bar.insidetextanchor == "start"  # not where an error bar ends
+
+
+def test_home_compares_both_students_on_the_loss_they_share_and_loss_parts_get_two_axes():
+    history = fake_result()["models"]["distilled"]["runs"][0]["history"]
+    curves = charts.training_curves({"distilled": history, "scratch": history}, "hard")
+    assert_labelled(curves)
+    assert "CE with labels" in curves.layout.yaxis.title.text and list(curves.data[0].y) == history["hard"]
+    parts = charts.loss_parts(history, 8.0, 0.9)
+    assert parts.data[0].yaxis in (None, "y") and parts.data[1].yaxis == "y2"  # the soft term on its own axis
+    assert "CE" in parts.layout.yaxis.title.text and "KL" in parts.layout.yaxis2.title.text
+
+
+def test_pareto_front_treats_latencies_within_their_spread_as_ties():
+    points = [(1.00, 80.0), (1.05, 90.0), (3.0, 95.0)]
+    assert charts.pareto_front(points) == [0, 1, 2]  # exact costs: the 0.05 ms faster point survives
+    spreads = [(0.9, 1.2), (0.95, 1.3), (2.5, 3.5)]
+    assert charts.pareto_front(points, spreads) == [1, 2]  # within noise as fast, and less accurate: beaten
+    rows = [{"id": f"m{i}", "name": f"m{i}", "accuracy": y / 100, "precision": "float32", "size_bytes": 1024 * (i + 1),
+             "latency_ms": {"min_ms": lo, "median_ms": x, "max_ms": hi}} for i, ((x, y), (lo, hi))
+            in enumerate(zip(points, spreads))]
+    fig = charts.efficiency_pareto(rows, "latency")
+    front = fig.data[-1]
+    assert front.name == "Pareto front" and list(front.x) == [1.05, 3.0]
+    assert fig.data[0].error_x.arrayminus[0] == pytest.approx(0.1)  # the spread is drawn
+
+
+def test_recovery_chart_names_its_line_in_the_subtitle_not_over_a_bar():
+    rows = [{"id": k, "accuracy": a, "sparsity": 0.5} for k, a in
+            (("distilled", 0.9), ("pruned", 0.7), ("pruned-ce", 0.8), ("pruned-kd", 0.85))]
+    fig = charts.finetune_recovery(rows)
+    assert not fig.layout.annotations  # no label that a bar could hide
+    assert "1 point below unpruned" in fig.layout.title.text and fig.layout.yaxis.range[0] == 0
+
+
+def test_confusion_cells_are_clickable_markers_and_examples_show_every_model():
+    matrix = np.arange(100).reshape(10, 10)
+    fig = charts.confusion(matrix, CLASSES)
+    heatmap, cells = fig.data
+    assert isinstance(cells, go.Scatter) and len(cells.x) == 100
+    i = list(map(tuple, cells.customdata)).index((3, 7))  # true 3, predicted 7
+    assert (cells.y[i], cells.x[i], cells.text[i]) == ("3", "7", str(matrix[3, 7]))
+    images = [np.zeros((28, 28), dtype=np.uint8)] * 2
+    probs = [{role: charts.softened(LOGITS, 4.0) for role in ("teacher", "distilled", "scratch")}] * 2
+    examples = charts.cell_examples(images, probs, CLASSES, 4.0, "True 3, called 7")
+    assert [type(t) for t in examples.data] == [go.Heatmap, go.Bar, go.Bar, go.Bar] * 2
+    assert [t.name for t in examples.data if t.showlegend] == ["teacher", "distilled student", "scratch student"]
+    assert "T = 4" in examples.layout.title.text
+
+
+def test_phone_variants_of_the_formula_and_the_flow_diagram():
+    lines = charts.loss_formula_latex(5.0, 0.7, lines=True)
+    assert lines.count(r"\\") == 3 and "0.30" in lines and "5^2" in lines  # four short lines
+    assert "rankdir=TB" in charts.kd_flow_dot(5.0, 0.7, vertical=True) and "rankdir=LR" in charts.kd_flow_dot(5.0, 0.7)

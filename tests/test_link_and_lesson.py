@@ -140,3 +140,27 @@ def test_lesson_mode_shows_the_step_of_the_page(page, index):
 def test_lesson_mode_is_off_by_default():
     at = open_app()
     assert not any("Lesson, step" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("url,address,expected", [
+    ("http://127.0.0.1:8501/compare?T=4", "10.1.2.3", "http://10.1.2.3:8501/compare?T=4"),
+    ("http://localhost/", "10.1.2.3", "http://10.1.2.3/"),
+    ("http://kd.school.example:8501/", "10.1.2.3", "http://kd.school.example:8501/"),  # already reachable
+    ("http://127.0.0.1:8501/", None, "http://127.0.0.1:8501/"),                        # offline: nothing better
+])
+def test_a_share_link_names_an_address_other_computers_can_open(url, address, expected):
+    from ui.state import reachable
+
+    assert reachable(url, address) == expected
+
+
+def test_the_share_note_says_how_to_serve_a_class_when_only_this_computer_can_connect(monkeypatch):
+    import streamlit
+
+    from ui.state import share_note
+
+    monkeypatch.setattr(streamlit, "get_option", lambda name: "127.0.0.1")
+    note = share_note()
+    assert "Only this computer" in note and "make run ADDRESS=0.0.0.0" in note
+    monkeypatch.setattr(streamlit, "get_option", lambda name: "0.0.0.0")
+    assert share_note() == ""  # listening on the network, and no browser on the server itself

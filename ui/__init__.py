@@ -5,25 +5,31 @@
 - ui.lifecycle: the one job lifecycle (task_section, again_button), the shared job runner, live progress
 - ui.models:    trained models and results to show: latest comparison, teacher outputs, measured latency
 - ui.widgets:   charts with PNG export, CSV/JSON downloads, the noise verdict, lesson mode's panel
+- ui.warm:      the default teacher trained in the background when a served app first runs
+- ui.divergence: the forward-vs-reverse-KL toy as one page section (divergence_section)
 
 torch is imported only inside functions that need a model or data, so the first screen paints before it loads.
 """
 
 from ui.data import dataset_label, dataset_status, require_dataset
+from ui.divergence import divergence_section
 from ui.lifecycle import AGAIN_HELP, again_button, get_runner, parts, submit, task_section
 from ui.models import (current_or_latest_result, efficiency_rows, measure_latency, result_models,
                        teacher_or_offer)
 from ui.state import (PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config_summary, configure_logging,
                       current_config, init_state, lab_settings, reset_settings, run_button_label, setting_widget,
                       share_link, show_cache_problem, show_link_problems, sync_link, tiny)
-from ui.widgets import ROLE_TITLES, chart, download_buttons, lesson_panel, noise_verdict, plain, show_verdict
+from ui.warm import start_teacher, warm_up
+from ui.widgets import (ROLE_TITLES, chart, download_buttons, lesson_panel, noise_verdict, plain, script_download,
+                        show_verdict)
 
 __all__ = [
     "AGAIN_HELP", "PRESET_LABELS", "ROLE_TITLES", "TINY_CHANGES", "TINY_ENV", "again_button",
     "base_preset", "chart", "config_summary", "configure_logging", "current_config",
-    "current_or_latest_result", "dataset_label", "dataset_status", "download_buttons", "efficiency_rows",
+    "current_or_latest_result", "dataset_label", "dataset_status", "divergence_section", "download_buttons",
+    "efficiency_rows",
     "get_runner", "init_state", "lab_settings", "lesson_panel",
-    "measure_latency", "noise_verdict", "parts", "plain", "require_dataset", "reset_settings", "result_models",
+    "measure_latency", "noise_verdict", "parts", "plain", "script_download", "require_dataset", "reset_settings", "result_models",
     "run_button_label", "setting_widget", "share_link", "show_cache_problem", "show_link_problems",
-    "show_verdict", "submit", "sync_link", "task_section", "teacher_or_offer", "tiny",
+    "show_verdict", "start_teacher", "submit", "sync_link", "task_section", "teacher_or_offer", "tiny", "warm_up",
 ]

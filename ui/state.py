@@ -75,14 +75,62 @@ def sync_link() -> None:
     st.query_params.from_dict(url_settings.encode(state["dataset"], state["preset"], state["settings"]))
 
 
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}  # host names that mean "this computer" to whichever computer reads them
+
+
+def lan_address() -> str | None:
+    """This computer's IPv4 address on its network (the interface traffic would leave by), or None offline."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:  # connecting a UDP socket sends nothing: it only chooses the outgoing interface (192.0.2.1: TEST-NET-1)
+            probe.connect(("192.0.2.1", 9))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def reachable(url: str, address: str | None) -> str:
+    """`url` with a host that means "this computer" (127.0.0.1, localhost) replaced by `address` (a network
+    address of the same computer), so that other computers can open it; other URLs, or no address: unchanged."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.hostname not in LOOPBACK or not address:
+        return url
+    return parts._replace(netloc=address + (f":{parts.port}" if parts.port else "")).geturl()
+
+
 def share_link() -> str:
-    """The full link to this app with the current settings (the address bar's, written out for copying)."""
+    """The full link to this app with the current settings, for other computers to open: the address bar's,
+    written out for copying, with the server's network address where the teacher browses on the server itself."""
     from urllib.parse import urlencode, urlsplit
 
     state = st.session_state
-    base = urlsplit(st.context.url or "http://localhost:8501/")
+    base = urlsplit(reachable(st.context.url or "http://localhost:8501/", lan_address()))
     query = urlencode(url_settings.encode(state["dataset"], state["preset"], state["settings"]))
     return f"{base.scheme}://{base.netloc}{base.path}?{query}"
+
+
+def share_note() -> str:
+    """What the share popover must say about who can open share_link(), in markdown ("" when the link is the
+    address bar's and the server listens on the network)."""
+    from urllib.parse import urlsplit
+
+    listening = str(st.get_option("server.address") or "")
+    if listening in LOOPBACK:
+        return (f"**Only this computer can open the app now**: the server listens on `{listening}`. To let a class "
+                "open this link, stop it and start it again with `make run ADDRESS=0.0.0.0` (or `streamlit run "
+                "app.py --server.address 0.0.0.0`): anyone on this network can then use it.")
+    if urlsplit(st.context.url or "").hostname not in LOOPBACK:
+        return ""
+    address = lan_address()
+    if address is None:
+        return ("This computer has no network address now, so other computers cannot reach it: connect it to the "
+                "classroom's network, then open this again.")
+    return (f"Other computers cannot open 127.0.0.1 or localhost (to them it means themselves), so this link uses "
+            f"this computer's network address, {address}.")
 
 
 def show_link_problems() -> None:
@@ -145,9 +193,19 @@ def config_summary(cfg: dict[str, Any] | RunConfig) -> str:
             f"{c['seeds']} seed{'s' if c['seeds'] != 1 else ''}")
 
 
-def run_button_label(cfg: RunConfig) -> str:
-    """The main action's label, naming what will train."""
-    return f"Run teacher → distilled → scratch ({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''})"
+def run_button_label(cfg: RunConfig, dataset: Any, action: str | None = None) -> str:
+    """The main action's label, naming what will train (or `action`) and about how long it takes here."""
+    action = action or f"Run teacher → distilled → scratch ({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''})"
+    return f"{action}, {run_estimate(cfg, dataset)}"
+
+
+def run_estimate(cfg: RunConfig, dataset: Any) -> str:
+    """How long `cfg`'s comparison takes on this machine, in words, from measured throughput (kd_core.estimate)."""
+    from kd_core import estimate
+    from ui.lifecycle import get_runner
+
+    get_runner()  # first: the throughput is measured with the job runner's torch thread count
+    return estimate.about(estimate.estimate_seconds(cfg, dataset))
 
 
 LAB_TINY_PARAMS = {"data-budget": {"budgets": (20, 100)}, "omitted-class": {},

@@ -60,11 +60,28 @@ def chart_filename(fig) -> str:
     return "kd-lab-" + (re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "chart")
 
 
-def chart(fig, key: str, where: Any = None) -> None:
-    """Draw a Plotly figure with its PNG download (Plotly's own export: the camera button, 2x scale for slides)."""
-    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": chart_filename(fig),
-                                                             "scale": 2}}
-    (where or st).plotly_chart(fig, key=key, config=config)
+def chart(fig, key: str, where: Any = None, **selection: Any):
+    """Draw a Plotly figure with its PNG download (Plotly's own export: the camera button, 2x scale for slides).
+
+    `selection` (on_select, selection_mode) is passed to st.plotly_chart, whose selection event is returned.
+    """
+    config = {"displaylogo": False,
+              "toImageButtonOptions": {"format": "png", "filename": chart_filename(fig), "scale": 2}}
+    return (where or st).plotly_chart(fig, key=key, config=config, **selection)
+
+
+NARROW_PX = 640  # at most this wide (a phone held upright), a page shows its narrow variant
+
+
+def wide_and_narrow(key: str) -> tuple[Any, Any]:
+    """Two containers: the first is shown on screens wider than NARROW_PX, the second on narrower ones.
+
+    For what cannot shrink to a phone's width (a wide diagram, a one-line formula): the page fills both, and
+    the browser shows one (a CSS media query on the containers' keys), with no script run when the width changes.
+    """
+    st.html(f"<style>@media (max-width: {NARROW_PX}px) {{ .st-key-{key}-wide {{ display: none; }} }}"
+            f"@media (min-width: {NARROW_PX + 1}px) {{ .st-key-{key}-narrow {{ display: none; }} }}</style>")
+    return st.container(key=f"{key}-wide"), st.container(key=f"{key}-narrow")
 
 
 def download_buttons(name: str, rows: list[dict[str, Any]], document: dict[str, Any]) -> None:
@@ -78,6 +95,23 @@ def download_buttons(name: str, rows: list[dict[str, Any]], document: dict[str, 
         st.download_button("Everything (JSON)", to_json(document), file_name=f"kd-lab-{name}.json",
                            mime="application/json", key=f"dl-{name}-json", on_click="ignore",
                            icon=":material/download:", help="The whole result: settings, every number, the curves.")
+
+
+def script_download(config: dict[str, Any], key: str) -> None:
+    """"Show the code": the run of `config` as one standalone PyTorch + NumPy script (kd_core.standalone)."""
+    from kd_core.config import RunConfig
+    from kd_core.standalone import standalone_script
+
+    try:
+        script = standalone_script(RunConfig(**config), config["dataset"])
+    except ValueError as exc:
+        st.caption(f"No standalone script for this run: {plain(exc)}.")
+        return
+    st.download_button("This run as a Python script", script, file_name="kd_lab_run.py", mime="text/x-python",
+                       key=key, on_click="ignore", icon=":material/code:",
+                       help="Plain PyTorch + NumPy, no KD Lab needed: the same data, teacher, students, loss and "
+                            "seeds; it prints the same table (the same numbers with the same torch version and "
+                            "machine, within seed noise elsewhere).")
 
 
 def noise_verdict(result: dict[str, Any], on_distill: bool = False) -> tuple[str, str]:

@@ -7,6 +7,10 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+ACCURACY_RANGE = [0, 102]  # every accuracy bar chart starts at 0, so a gap of a few points looks like one
+BAR_LABELS = {"textposition": "inside", "insidetextanchor": "start", "textangle": 0,
+              "textfont": {"color": "white"}}  # value labels at a bar's base: clear of error bars and lines
+
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go.Figure:
     """Apply the common look: a title, axis titles (with units), a compact margin, the legend under the plot."""

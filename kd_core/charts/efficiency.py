@@ -7,44 +7,58 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
-from kd_core.charts.common import _layout
+from kd_core.charts.common import ACCURACY_RANGE, BAR_LABELS, _subtitled
 from kd_core.roles import COMPRESS_COLORS, ROLE_NAMES
 
-PARETO_AXES = {  # axis name -> (axis title with unit, value of a compress row)
-    "latency": ("CPU latency per image at batch 1 (ms, median; log scale)", lambda r: r["latency_ms"]["median_ms"]),
-    "size": ("size on disk (KB, log scale)", lambda r: r["size_bytes"] / 1024),
+PARETO_AXES = {  # axis name -> (axis title with unit, (low, value, high) of a compress row: the cost and its noise)
+    "latency": ("CPU latency at batch 1 (ms per image, log scale)",
+                lambda r: (r["latency_ms"]["min_ms"], r["latency_ms"]["median_ms"], r["latency_ms"]["max_ms"])),
+    "size": ("size on disk (KB, log scale)", lambda r: (r["size_bytes"] / 1024,) * 3),
 }
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both cost (x, lower is better) and accuracy (y, higher)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        beaten = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i)
-        if not beaten:
-            front.append(i)
+def pareto_front(points: Sequence[tuple[float, float]],
+                 spreads: Sequence[tuple[float, float]] | None = None) -> list[int]:
+    """Indices of the points no other point beats on both cost (x, lower is better) and accuracy (y, higher).
+
+    `spreads` (low, high) per point is the measured range of its cost: two points whose ranges overlap are
+    equally cheap (a median ahead by timing noise beats nothing), so the more accurate one beats the other.
+    Without spreads every cost is exact.
+    """
+    spreads = spreads or [(x, x) for x, _ in points]
+
+    def beats(j: int, i: int) -> bool:
+        (_, yj), (_, yi) = points[j], points[i]
+        (low_j, high_j), (low_i, high_i) = spreads[j], spreads[i]
+        cheaper, tied = high_j < low_i, high_j >= low_i and high_i >= low_j
+        return (cheaper and yj >= yi) or (tied and yj > yi)
+
+    front = [i for i in range(len(points)) if not any(beats(j, i) for j in range(len(points)) if j != i)]
     return sorted(front, key=lambda i: points[i][0])
 
 
 def efficiency_pareto(rows: Sequence[dict[str, Any]], axis: str = "latency") -> go.Figure:
     """Test accuracy against latency or size on disk: one point per model or compression stage."""
-    # The dashed line joins the Pareto front (nothing is both cheaper and more accurate than a point on it);
-    # arrows follow the distil -> prune -> quantize pipeline.
+    # The dashed line joins the Pareto front (nothing is both cheaper and more accurate than a point on it;
+    # latencies whose min–max ranges overlap count as equal); arrows follow the distil -> prune -> quantize pipeline.
     title_x, value = PARETO_AXES[axis]
-    xs = [float(value(r)) for r in rows]
+    costs = [tuple(map(float, value(r))) for r in rows]
+    xs = [mid for _, mid, _ in costs]
     ys = [100 * r["accuracy"] for r in rows]
     fig = go.Figure()
-    for r, x, y in zip(rows, xs, ys):
+    for r, (low, x, high), y in zip(rows, costs, ys):
         lat = r["latency_ms"]
         fig.add_trace(go.Scatter(
             x=[x], y=[y], mode="markers", name=r["name"],
+            error_x={"type": "data", "symmetric": False, "array": [high - x], "arrayminus": [x - low],
+                     "visible": high > low, "color": "#999999", "thickness": 1},
             marker={"size": 14 if r.get("pipeline") else 10, "color": COMPRESS_COLORS.get(r["id"], "#888888"),
                     "symbol": "diamond" if r["precision"] == "int8" else "circle",
                     "line": {"width": 1, "color": "#333333"}},
             hovertemplate=(f"<b>{r['name']}</b><br>accuracy {y:.1f}%<br>latency {lat['median_ms']:.3f} ms "
                            f"(min {lat['min_ms']:.3f}, max {lat['max_ms']:.3f})<br>size {r['size_bytes'] / 1024:.1f} KB"
                            "<extra></extra>")))
-    front = pareto_front(list(zip(xs, ys)))
+    front = pareto_front(list(zip(xs, ys)), [(low, high) for low, _, high in costs])
     fig.add_trace(go.Scatter(x=[xs[i] for i in front], y=[ys[i] for i in front], mode="lines", name="Pareto front",
                              line={"dash": "dash", "color": "#999999", "width": 1}, hoverinfo="skip"))
     by_id = {r["id"]: i for i, r in enumerate(rows)}
@@ -53,12 +67,17 @@ def efficiency_pareto(rows: Sequence[dict[str, Any]], axis: str = "latency") -> 
         fig.add_annotation(x=math.log10(xs[b]), y=ys[b], ax=math.log10(xs[a]), ay=ys[a], xref="x", yref="y",
                            axref="x", ayref="y", showarrow=True, arrowhead=3, arrowsize=1.2, arrowwidth=1.5,
                            arrowcolor="#555555", text="")
-    fig.update_xaxes(type="log")
+    fig.update_xaxes(type="log", range=[math.log10(min(xs) / 1.5), math.log10(max(xs) * 1.5)])  # the points,
+    # not the min–max bars: one slow call of thirty would otherwise squeeze every point into a corner
     low, high = min(ys), max(ys)
     fig.update_yaxes(range=[max(0.0, low - 0.1 * max(high - low, 5)), min(100.0, high + 0.1 * max(high - low, 5))])
     what = "latency" if axis == "latency" else "size on disk"
-    return _layout(fig, f"Accuracy vs {what} (one point per model; up-left is better)",
-                   title_x, "test accuracy (%)", height=460)
+    detail = ("median, bars min–max · dashed: Pareto front (overlapping bars tie)" if axis == "latency"
+              else "dashed: Pareto front (nothing smaller is more accurate)")
+    fig = _subtitled(fig, f"Accuracy vs {what} (up-left is better)", detail, title_x, "test accuracy (%)",
+                     height=480)
+    fig.update_layout(legend={"y": -0.3})  # under the x axis's title
+    return fig
 
 
 def finetune_recovery(rows: Sequence[dict[str, Any]]) -> go.Figure:
@@ -69,13 +88,12 @@ def finetune_recovery(rows: Sequence[dict[str, Any]]) -> go.Figure:
               "pruned-kd": "pruned +<br>KD epoch (teacher)"}
     values = [100 * by_id[k]["accuracy"] for k in ids]
     fig = go.Figure(go.Bar(x=[labels[k] for k in ids], y=values, marker_color=[COMPRESS_COLORS[k] for k in ids],
-                           text=[f"{v:.1f}%" for v in values], textposition="outside", name="test accuracy"))
-    if "distilled" in by_id:
-        base = values[0]
-        fig.add_hline(y=base - 1, line={"dash": "dot", "color": "#777777"},
-                      annotation_text="1 point below unpruned", annotation_position="bottom right")
-    low = max(0.0, min(values) - 10)
-    fig.update_yaxes(range=[low, min(100.0, max(values) + 6)])
+                           text=[f"{v:.1f}%" for v in values], name="test accuracy", **BAR_LABELS))
     sparsity = by_id["pruned"]["sparsity"] if "pruned" in by_id else 0.0
-    return _layout(fig, f"Recovering from pruning ({sparsity:.0%} of the weights zero): KD vs CE fine-tuning",
-                   ROLE_NAMES["distilled"], "test accuracy (%)")
+    detail = f"{sparsity:.0%} of the weights zero"
+    if "distilled" in by_id:
+        fig.add_hline(y=values[0] - 1, line={"dash": "dot", "color": "#555555"})
+        detail += " · dotted: 1 point below unpruned"
+    fig.update_yaxes(range=ACCURACY_RANGE)
+    return _subtitled(fig, "Recovering from pruning: KD vs CE fine-tuning", detail, ROLE_NAMES["distilled"],
+                      "test accuracy (%)")

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
-from kd_core.charts.common import _subtitled
+from kd_core.charts.common import ACCURACY_RANGE, BAR_LABELS, _subtitled
 from kd_core.roles import COLORS, ROLE_NAMES, ROLES
 
 RUN_COLORS = ["#4C78A8", "#E45756", "#72B7B2", "#B279A2", "#9D755D", "#F58518", "#54A24B", "#EECA3B", "#FF9DA6",
@@ -37,6 +37,8 @@ def history_curves(runs: Sequence[dict[str, Any]], metric: str = "test_acc") -> 
                 hovertemplate=f"{run['label']} · {role}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>"))
     epochs = max((len(c["epoch"]) for run in runs for c in run["curves"].values()), default=1)
     fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(epochs / 10)))  # whole epochs only
+    if metric == "test_acc":
+        fig.update_yaxes(range=ACCURACY_RANGE)
     detail = f"solid: {ROLE_NAMES['distilled']} · dashed: {ROLE_NAMES['scratch']} · mean over seeds"
     return _subtitled(fig, title, detail, "epoch", y_title, height=460)
 
@@ -51,14 +53,11 @@ def history_accuracies(runs: Sequence[dict[str, Any]]) -> go.Figure:
         fig.add_trace(go.Bar(
             x=labels, y=means, name=ROLE_NAMES[role], marker_color=COLORS[role],
             error_y={"type": "data", "array": [100 * m["std"] for m in models], "visible": True},
-            text=[f"{v:.1f}" for v in means], textposition="outside",
+            text=[f"{v:.1f}" for v in means], **BAR_LABELS,
             customdata=[len(m["accuracies"]) for m in models],
             hovertemplate=f"%{{x}} · {ROLE_NAMES[role]}: %{{y:.1f}}% (%{{customdata}} seed(s))<extra></extra>"))
-    tops = [100 * (run["models"][r]["mean"] + run["models"][r]["std"]) for run in runs for r in ROLES]
-    lows = [100 * run["models"][r]["mean"] for run in runs for r in ROLES]
     fig.update_layout(barmode="group")
     fig.update_xaxes(type="category")
-    if runs:
-        fig.update_yaxes(range=[max(0.0, min(lows) - 15), min(100.0, max(tops) + 8)])
-    return _subtitled(fig, "Test accuracy of the chosen runs", "bars: mean over seeds · error bars: ± one standard "
-                      "deviation (none with 1 seed)", "run (its settings)", "test accuracy (%)", height=460)
+    fig.update_yaxes(range=ACCURACY_RANGE)
+    return _subtitled(fig, "Test accuracy of the chosen runs", "mean over seeds ± one std (none with 1 seed)",
+                      "run (its settings)", "test accuracy (%)", height=460)

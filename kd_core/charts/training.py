@@ -8,17 +8,20 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from kd_core.charts.common import _layout, softened
+from kd_core.charts.common import ACCURACY_RANGE, BAR_LABELS, _layout, _subtitled, softened
 from kd_core.roles import COLORS, ROLE_NAMES, ROLES, STUDENTS
 
 TEMPERATURE_RANGE = (0.5, 30.0)  # x range of the entropy-vs-T curve
 
 
-def kd_flow_dot(temperature: float, alpha: float, t_squared: bool = True) -> str:
-    """Graphviz DOT source of the distillation flow: teacher -> soft targets -> student; labels -> hard loss."""
+def kd_flow_dot(temperature: float, alpha: float, t_squared: bool = True, vertical: bool = False) -> str:
+    """Graphviz DOT source of the distillation flow: teacher -> soft targets -> student; labels -> hard loss.
+
+    Left to right for a wide screen; `vertical` (top to bottom) fits a phone's width.
+    """
     t2 = "T² x " if t_squared else ""
     return f"""digraph KD {{
-  rankdir=LR; bgcolor="transparent"; nodesep=0.25; ranksep=0.35;
+  rankdir={"TB" if vertical else "LR"}; bgcolor="transparent"; nodesep=0.25; ranksep=0.35;
   node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=16, color="#555555", fillcolor="#F4F4F4",
         margin="0.15,0.08"];
   edge [fontname="Helvetica", fontsize=14, color="#666666"];
@@ -40,17 +43,24 @@ def kd_flow_dot(temperature: float, alpha: float, t_squared: bool = True) -> str
   probs -> ce; label -> ce;
   kl -> total [label="x {t2}alpha ({alpha:.2f})"];
   ce -> total [label="x (1 - alpha) ({1 - alpha:.2f})"];
-  {{rank=same; image; label}}
+  {"" if vertical else "{rank=same; image; label}"}
 }}"""
 
 
-def loss_formula_latex(temperature: float, alpha: float, t_squared: bool = True) -> str:
-    """The KD loss in LaTeX with this T and alpha filled in (alpha weights the soft, teacher term)."""
+def loss_formula_latex(temperature: float, alpha: float, t_squared: bool = True, lines: bool = False) -> str:
+    """The KD loss in LaTeX with this T and alpha filled in (alpha weights the soft, teacher term).
+
+    One line for a wide screen; `lines` breaks it into four short aligned lines that fit a phone's width.
+    """
     t2 = r"T^2\," if t_squared else ""
     filled_t2 = rf"{temperature:g}^2\," if t_squared else ""
-    return (rf"L = (1-\alpha)\,\mathrm{{CE}}(y, s) + \alpha\,{t2}\mathrm{{KL}}\!\left(p_T^{{teacher}} \,\|\, "
-            rf"p_T^{{student}}\right) = {1 - alpha:.2f}\,\mathrm{{CE}} + {alpha:.2f}\cdot {filled_t2}\mathrm{{KL}}"
-            rf",\quad p_T = \mathrm{{softmax}}(z / T),\; T = {temperature:g}")
+    ce = r"(1-\alpha)\,\mathrm{CE}(y, s)"
+    kl = rf"\alpha\,{t2}\mathrm{{KL}}\!\left(p_T^{{teacher}} \,\|\, p_T^{{student}}\right)"
+    filled = rf"{1 - alpha:.2f}\,\mathrm{{CE}} + {alpha:.2f}\cdot {filled_t2}\mathrm{{KL}}"
+    soft = rf"\mathrm{{softmax}}(z / T),\; T = {temperature:g}"
+    if lines:
+        return rf"\begin{{aligned}} L &= {ce} \\ &\quad + {kl} \\ &= {filled} \\ p_T &= {soft} \end{{aligned}}"
+    return rf"L = {ce} + {kl} = {filled},\quad p_T = {soft}"
 
 
 def _epochs_axis(history: dict[str, list]) -> list[float]:
@@ -67,7 +77,8 @@ def _epochs_axis(history: dict[str, list]) -> list[float]:
 
 def training_curves(histories: dict[str, dict[str, list]], metric: str = "loss",
                     title: str | None = None) -> go.Figure:
-    """One line per model of `metric` against epochs: "loss" (mean per batch), "test_acc" or "train_acc" (%)."""
+    """One line per model of `metric` against epochs: "loss" (mean per batch), "hard" (its CE with the labels, the
+    one part every model has, so models trained on different losses compare fairly), "test_acc" or "train_acc" (%)."""
     fig = go.Figure()
     for role, history in histories.items():
         x, y = _epochs_axis(history), history.get(metric, [])
@@ -78,23 +89,34 @@ def training_curves(histories: dict[str, dict[str, list]], metric: str = "loss",
                                  mode="lines+markers" if metric == "test_acc" else "lines",
                                  name=ROLE_NAMES.get(role, role), line={"color": COLORS.get(role)}))
     names = {"loss": ("Training loss", "loss (mean per batch)"),
+             "hard": ("Cross-entropy with the labels while training", "CE with labels (nats, mean per batch)"),
              "test_acc": ("Test accuracy after each epoch", "test accuracy (%)"),
              "train_acc": ("Training accuracy", "training-batch accuracy (%)")}
     default_title, y_title = names.get(metric, (metric, metric))
+    if metric.endswith("acc"):
+        fig.update_yaxes(range=[0, 102])
     return _layout(fig, title or default_title, "epoch", y_title)
 
 
 def loss_parts(history: dict[str, list], temperature: float, alpha: float, t_squared: bool = True) -> go.Figure:
-    """The distilled student's two loss parts against epochs: hard CE with the labels and (T²·)KL to the teacher."""
+    """The distilled student's two loss parts against epochs, each on its own y axis (the soft term is often ten
+    times the CE): hard CE with the labels on the left, (T²·)KL to the teacher on the right."""
     x = _epochs_axis(history)
     soft_name = "soft: T²·KL to teacher" if t_squared else "soft: KL to teacher (no T²)"
     fig = go.Figure([
-        go.Scatter(x=x, y=history.get("hard", []), name=f"hard: CE with labels (weight {1 - alpha:.2f})",
+        go.Scatter(x=x, y=history.get("hard", []), name=f"hard: CE with labels (weight {1 - alpha:.2f}), left axis",
                    line={"color": COLORS["hard"]}),
-        go.Scatter(x=x, y=history.get("soft", []), name=f"{soft_name} (weight {alpha:.2f})",
-                   line={"color": COLORS["soft"]}),
+        go.Scatter(x=x, y=history.get("soft", []), name=f"{soft_name} (weight {alpha:.2f}), right axis",
+                   line={"color": COLORS["soft"], "dash": "dash"}, yaxis="y2"),
     ])
-    return _layout(fig, f"Distilled student's loss parts (T = {temperature:g})", "epoch", "loss (nats, mean per batch)")
+    fig = _layout(fig, f"Distilled student's loss parts (T = {temperature:g})", "epoch",
+                  "hard: CE with labels (nats)")
+    fig.update_layout(margin={"r": 60}, legend={"y": -0.25},
+                      yaxis={"title": {"font": {"color": COLORS["hard"]}}, "rangemode": "tozero"},
+                      yaxis2={"title": {"text": f"{soft_name.removeprefix('soft: ')} (nats)",
+                                        "font": {"color": COLORS["soft"]}},
+                              "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False})
+    return fig
 
 
 def softmax_at_t(logits: Sequence[float] | np.ndarray, temperature: float, classes: Sequence[str]) -> go.Figure:
@@ -188,12 +210,11 @@ def accuracy_comparison(result: dict[str, Any]) -> go.Figure:
     fig = go.Figure(go.Bar(
         x=[ROLE_NAMES[r] for r in roles], y=means, marker_color=[COLORS[r] for r in roles],
         error_y={"type": "data", "array": [_spread(models[r]) for r in roles], "visible": True},
-        text=[f"{m:.1f}%" for m in means], textposition="outside", name="test accuracy"))
+        text=[f"{m:.1f}%" for m in means], name="test accuracy", **BAR_LABELS))
     seeds = len(models[roles[-1]]["accuracies"])
-    low = max(0.0, min(means) - 15)
-    fig.update_yaxes(range=[low, min(100.0, max(means) + 8)])
+    fig.update_yaxes(range=ACCURACY_RANGE)
     spread = "mean ± std over " + (f"{seeds} seeds" if seeds > 1 else "1 seed (no spread)")
-    return _layout(fig, f"Test accuracy of the three models ({spread})", "model", "test accuracy (%)")
+    return _subtitled(fig, "Test accuracy of the three models", spread, "model", "test accuracy (%)")
 
 
 def per_class_accuracy(result: dict[str, Any]) -> go.Figure:
@@ -206,7 +227,9 @@ def per_class_accuracy(result: dict[str, Any]) -> go.Figure:
         fig.add_trace(go.Bar(x=list(classes), y=mean, name=ROLE_NAMES[role], marker_color=COLORS[role]))
     fig.update_layout(barmode="group")
     fig.update_xaxes(type="category")
-    return _layout(fig, "Per-class test accuracy: distilled vs scratch student", "true class", "test accuracy (%)")
+    fig.update_yaxes(range=ACCURACY_RANGE)
+    return _subtitled(fig, "Per-class test accuracy", "distilled vs scratch student, mean over seeds", "true class",
+                      "test accuracy (%)")
 
 
 def agreement_with_teacher(result: dict[str, Any]) -> go.Figure:
@@ -215,21 +238,63 @@ def agreement_with_teacher(result: dict[str, Any]) -> go.Figure:
               for role in STUDENTS]
     fig = go.Figure(go.Bar(x=[ROLE_NAMES[r] for r in STUDENTS], y=values,
                            marker_color=[COLORS[r] for r in STUDENTS], text=[f"{v:.1f}%" for v in values],
-                           textposition="outside", name="agreement"))
-    fig.update_yaxes(range=[0, 105])
-    return _layout(fig, "Agreement with the teacher's predictions", "student",
+                           name="agreement", **BAR_LABELS))
+    fig.update_yaxes(range=ACCURACY_RANGE)
+    return _subtitled(fig, "Agreement with the teacher", "same predicted class, on the test images", "student",
                    "same prediction as teacher (% of test images)")
 
 
 def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "Confusion matrix") -> go.Figure:
-    """Counts of (true class, predicted class) on the test set as a heatmap."""
+    """Counts of (true class, predicted class) on the test set as a heatmap; each cell can be clicked.
+
+    Plotly selects points of scatter traces, not heatmap cells, so an invisible square marker sits on each
+    cell (customdata: [true index, predicted index]); a selected cell gets an outline.
+    """
     z = np.asarray(matrix)
-    fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues", text=z,
-                               texttemplate="%{text}", colorbar={"title": {"text": "images"}},
-                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    n = len(classes)
+    cells = [(t, p) for t in range(n) for p in range(n)]
+    fig = go.Figure([
+        go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues", text=z, texttemplate="%{text}",
+                   colorbar={"title": {"text": "images"}}, hoverinfo="skip"),
+        go.Scatter(x=[classes[p] for _, p in cells], y=[classes[t] for t, _ in cells], mode="markers",
+                   customdata=cells, name="cells", showlegend=False,
+                   marker={"symbol": "square", "size": 26, "color": "rgba(0,0,0,0)", "opacity": 0,
+                           "line": {"width": 3, "color": COLORS["soft"]}},
+                   selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 0}},
+                   text=[str(z[t, p]) for t, p in cells],
+                   hovertemplate="true %{y}, predicted %{x}: %{text} images<extra></extra>")])
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
     return _layout(fig, title, "predicted class", "true class", height=430)
+
+
+def cell_examples(images: Sequence[np.ndarray], probabilities: Sequence[dict[str, np.ndarray]],
+                  classes: Sequence[str], temperature: float, title: str) -> go.Figure:
+    """One row per test image: the image (28 × 28 grey levels) and each model's softened outputs beside it."""
+    from plotly.subplots import make_subplots
+
+    rows = max(len(images), 1)
+    fig = make_subplots(rows=rows, cols=2, column_widths=[0.18, 0.82], horizontal_spacing=0.1,
+                        vertical_spacing=0.25 / rows)
+    for row, (image, probs) in enumerate(zip(images, probabilities), start=1):
+        fig.add_trace(go.Heatmap(z=np.asarray(image), colorscale="gray", showscale=False, hoverinfo="skip"),
+                      row=row, col=1)
+        fig.update_xaxes(visible=False, row=row, col=1)
+        fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{2 * row - 1}", row=row, col=1)
+        for role, p in probs.items():
+            fig.add_trace(go.Bar(x=list(classes), y=list(map(float, p)), name=ROLE_NAMES.get(role, role),
+                                 marker_color=COLORS.get(role), legendgroup=role, showlegend=row == 1,
+                                 hovertemplate=f"{ROLE_NAMES.get(role, role)}, class %{{x}}: %{{y:.3f}}"
+                                               "<extra></extra>"),
+                          row=row, col=2)
+        fig.update_xaxes(type="category", row=row, col=2)
+        fig.update_yaxes(range=[0, 1.02], title_text="prob.", row=row, col=2)
+    height = 130 + 130 * rows
+    fig.update_layout(barmode="group")
+    fig = _subtitled(fig, title, f"each model's softmax(z / T) at T = {temperature:g}", "", "", height=height)
+    fig.update_layout(legend={"y": -50 / (height - 122)})  # just under the plot, whatever its height
+    fig.update_xaxes(title_text="class", row=rows, col=2)
+    return fig
 
 
 def class_counts(train_counts: Sequence[int], test_counts: Sequence[int], classes: Sequence[str]) -> go.Figure:
@@ -250,5 +315,5 @@ def digit_outputs(probabilities: dict[str, Sequence[float] | np.ndarray], classe
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.02])
     fig.update_xaxes(type="category")
-    return _layout(fig, f"Each model's probabilities for your digit at T = {temperature:g}", "class",
-                   "probability (0-1)")
+    return _subtitled(fig, "Softened probabilities for your digit",
+                      f"each model's softmax(z / T) at T = {temperature:g}", "class", "probability (0-1)")

@@ -1,0 +1,140 @@
+"""Time estimates: a comparison's cost by phase from throughput, and an ETA from progress events weighted by it.
+
+Every check runs on injected throughput and a fake clock: no assertion depends on how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kd_core import estimate
+from kd_core.data import load_dataset
+from kd_core.estimate import OUTPUTS, Plan, about, comparison_plan, estimate_seconds
+from kd_core.tasks import Event, Tracker, steps_of
+from kd_core.train import Progress
+
+SPEEDS = {("classroom-teacher", "train"): 400.0, ("classroom-teacher", "infer"): 4000.0,  # images per second
+          ("keras-student", "train"): 2000.0, ("keras-student", "infer"): 20000.0}
+
+
+def fake_throughput(architecture: str, mode: str, batch_size: int) -> float:
+    """Made-up images per second: the teacher five times slower than the student, inference ten times faster."""
+    return SPEEDS[architecture, mode]
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return load_dataset("mnist-sample")
+
+
+def seconds(cfg, dataset, cached: bool = False) -> float:
+    return estimate_seconds(cfg, dataset, teacher_cached=cached, throughput=fake_throughput)
+
+
+def test_the_estimate_adds_up_the_phases_images_over_throughput(tiny_config, dataset):
+    plan = comparison_plan(tiny_config.replace(seeds=2), dataset, teacher_cached=False, throughput=fake_throughput)
+    assert [(p.name, p.seed) for p in plan.phases] == [("teacher", 0), (OUTPUTS, None), ("distilled", 0),
+                                                       ("scratch", 0), ("distilled", 1), ("scratch", 1)]
+    n_test = len(dataset.test_y)   # 1,000 test images; 300 teacher and 100 student images, 1 and 2 epochs
+    assert plan.units("teacher", 0) == pytest.approx(300 / 400 + n_test / 4000)
+    assert plan.units(OUTPUTS, None) == pytest.approx((n_test + 100) / 4000)
+    assert plan.units("scratch", 1) == pytest.approx(2 * 100 / 2000 + 3 * n_test / 20000)
+    assert plan.units("scratch", 2) == 0 and plan.seconds == pytest.approx(sum(p.seconds for p in plan.phases))
+
+
+def test_estimates_are_positive_and_grow_with_epochs_seeds_and_data(tiny_config, dataset):
+    base = seconds(tiny_config, dataset)
+    assert base > 0
+    for change in ({"student_epochs": 3}, {"teacher_epochs": 2}, {"seeds": 2}, {"student_train_limit": 200},
+                   {"teacher_train_limit": None}):
+        assert seconds(tiny_config.replace(**change), dataset) > base, change
+    assert seconds(tiny_config.replace(seeds=3), dataset) > seconds(tiny_config.replace(seeds=2), dataset)
+
+
+def test_a_cached_teacher_is_not_counted(tiny_config, dataset):
+    plan = comparison_plan(tiny_config, dataset, teacher_cached=True, throughput=fake_throughput)
+    assert "teacher" not in [p.name for p in plan.phases]
+    assert 0 < seconds(tiny_config, dataset, cached=True) < seconds(tiny_config, dataset)
+
+
+def test_without_the_flag_the_cache_is_asked(tiny_config, dataset):
+    """No teacher with this seed was ever trained in the test session's cache: it counts."""
+    cfg = tiny_config.replace(teacher_seed=987)
+    assert estimate_seconds(cfg, dataset, throughput=fake_throughput) == seconds(cfg, dataset)
+
+
+def synthetic_run(plan: Plan, steps: int, speed: float = 1.0):
+    """(clock time, event) per training snapshot of a run whose every phase takes `speed` x its estimate."""
+    clock = 0.0
+    for phase in plan.phases:
+        for step in range(1, steps + 1):
+            if phase.name != OUTPUTS:  # computing the teacher's outputs sends no progress
+                progress = Progress(step, steps, step / steps, 1, 0.0, 0.0, 0.0, None, None, 0.0)
+                yield clock + speed * phase.seconds * step / steps, Event(phase.name, phase.seed, progress, 0.0)
+        clock += speed * phase.seconds
+
+
+@pytest.mark.parametrize("speed", [1.0, 2.5])
+@pytest.mark.parametrize("join_at", [0, 7])
+def test_the_eta_is_exact_when_the_run_keeps_its_pace(tiny_config, dataset, speed, join_at):
+    """Phases take their estimated time (or all 2.5x it): the ETA is exact, also for a session joining mid-run."""
+    plan = comparison_plan(tiny_config.replace(seeds=2), dataset, teacher_cached=False, throughput=fake_throughput)
+    run = list(synthetic_run(plan, steps=10, speed=speed))
+    start = (0.0, 0.0) if join_at == 0 else (run[join_at][0], plan.done_at(run[join_at][1]))
+    calibrated = 0
+    for now, event in run[join_at:]:
+        done = plan.done_at(event)
+        truth = speed * plan.seconds - now
+        left = plan.seconds_left(done, start, now)
+        if done - start[1] >= estimate.CALIBRATE_AFTER * plan.seconds:
+            assert left == pytest.approx(truth, abs=1e-9)
+            calibrated += 1
+        else:   # before calibrating: the plain estimate, exact at the estimated pace
+            assert left == pytest.approx(max(0.0, plan.seconds - done), abs=1e-9)
+        assert plan.fraction(done) == pytest.approx(now / (speed * plan.seconds))
+    assert calibrated > len(run) // 2 and plan.seconds_left(plan.seconds, start, run[-1][0]) == 0
+
+
+def test_counting_steps_alike_misjudges_what_the_plan_gets_right(tiny_config, dataset):
+    """Tracker's step units call the slow teacher's steps as cheap as a student's; the plan's units do not."""
+    cfg = tiny_config.replace(seeds=2)
+    plan = comparison_plan(cfg, dataset, teacher_cached=False, throughput=fake_throughput)
+    teacher_steps, student_steps = steps_of(300, 1, cfg.batch_size), steps_of(100, 2, cfg.batch_size)
+    by_steps = Tracker(None, teacher_steps + 4 * student_steps)
+    by_steps.trained(teacher_steps)            # the teacher is done, as run_experiment counts it
+    by_plan = Tracker(None, plan.seconds)      # the same, with the plan's units
+    by_plan.trained(plan.units("teacher", 0) + plan.units(OUTPUTS, None))
+    elapsed = plan.units("teacher", 0) + plan.units(OUTPUTS, None)  # at the estimated pace
+    truth = plan.seconds - elapsed
+    uniform = elapsed / by_steps.fraction() * (1 - by_steps.fraction())   # the elapsed/overall ETA of today
+    weighted = elapsed / by_plan.fraction() * (1 - by_plan.fraction())
+    assert weighted == pytest.approx(truth) and abs(uniform - truth) > 0.2 * truth
+
+
+def test_events_outside_the_plan_place_nothing(tiny_config, dataset):
+    plan = comparison_plan(tiny_config, dataset, teacher_cached=True, throughput=fake_throughput)
+    snapshot = Progress(1, 2, 0.5, 1, 0.0, 0.0, 0.0, None, None, 0.0)
+    assert plan.done_at(Event("stage", None, None, 0.1, text="loading")) is None
+    assert plan.done_at(Event("teacher", 0, snapshot, 0.1)) is None      # the cached teacher does not train
+    assert plan.done_at(Event("distilled", 5, snapshot, 0.1)) is None    # a seed this run does not have
+    assert plan.done_at(Event("distilled", 0, snapshot, 0.1)) == pytest.approx(
+        plan.units(OUTPUTS, None) + plan.units("distilled", 0) / 2)
+    assert plan.seconds_left(0.0) == pytest.approx(plan.seconds)
+
+
+def test_measured_throughput_is_positive_and_measured_once(monkeypatch, one_thread):
+    first = estimate.measured_throughput("tiny-mlp", "train", 8)
+    assert first > 0 and estimate.measured_throughput("tiny-mlp", "infer", 8) > 0
+    with pytest.raises(ValueError, match="unknown mode"):
+        estimate.measured_throughput("tiny-mlp", "fly", 8)
+
+    def measure_again(*args):
+        raise AssertionError("measured twice")
+
+    monkeypatch.setattr(estimate, "_measure", measure_again)
+    assert estimate.measured_throughput("tiny-mlp", "train", 8) == first
+
+
+def test_about_says_a_duration_in_words():
+    assert about(0.2) == "about 1 s" and about(42.4) == "about 42 s"
+    assert about(150) == "about 2.5 min" and about(3 * 3600) == "about 3.0 h"

@@ -1,0 +1,150 @@
+"""Layout in a real browser at a 1400 px desktop and a 390 px phone: nothing overlaps, nothing is cut.
+
+The app's server as `make run` starts it (tests/appserver.py), tiny config, a private cache; Chromium through
+Playwright. The tiny demo is run once, then Home, Compare (a click on a confusion-matrix cell shows its
+images), Run history, Efficiency (its tiny compression run), Your digit (a drawn digit) and Data are opened at
+both widths. On each: no two of the main column's images, charts, diagrams, formulas, tables and text blocks
+overlap (an element inside another is not an overlap), none reaches past the column's right edge, a formula
+is never cut, and at 1400 px every table shows its columns (the key ones; the rest behind its eye icon)
+without a horizontal scroll. Full-page screenshots go to test-artifacts/layout/, to be looked at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.appserver import ROOT, free_port, start_app, wait_healthy
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, EXCEPTION, draw_seven, settle
+
+SHOTS = ROOT / "test-artifacts" / "layout"
+WIDTHS = {"desktop": 1400, "phone": 390}
+PAGES = {"": "Home", "compare": "Compare", "history": "Run history", "efficiency": "Efficiency",
+         "your_digit": "Your digit", "data": "Data"}  # url path -> title
+
+BOXES = """() => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const kinds = {image: '[data-testid="stImage"] img', chart: '[data-testid="stPlotlyChart"]',
+                 text: '[data-testid="stMarkdown"]', diagram: '[data-testid="stGraphVizChart"] svg',
+                 formula: '[data-testid="stLatex"]', table: '[data-testid="stDataFrame"]',
+                 component: 'iframe', caption: '[data-testid="stImageCaption"]'};
+  const found = [];
+  for (const [kind, selector] of Object.entries(kinds)) {
+    for (const el of main.querySelectorAll(selector)) {
+      const r = el.getBoundingClientRect();
+      if (r.width < 1 || r.height < 1) continue;  // hidden (e.g. the diagram for the other screen width)
+      found.push({el, kind, r, text: (el.innerText || el.getAttribute('alt') || '').trim().slice(0, 60)});
+    }
+  }
+  const box = main.getBoundingClientRect();
+  const right = Math.min(box.right - parseFloat(getComputedStyle(main).paddingRight), window.innerWidth);
+  const overlaps = [], outside = [], clipped = [];
+  for (let i = 0; i < found.length; i++) {
+    const a = found[i];
+    if (a.r.right > right + 2) outside.push(`${a.kind} "${a.text}" ends at ${a.r.right | 0} px`);
+    const wider = [a.el, ...a.el.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1
+                                                                && getComputedStyle(e).overflowX !== 'visible');
+    if (a.kind === 'formula' && wider) clipped.push(`formula "${a.text}"`);
+    for (let j = i + 1; j < found.length; j++) {
+      const b = found[j];
+      if (a.el.contains(b.el) || b.el.contains(a.el)) continue;  // nested, e.g. a caption's text
+      const w = Math.min(a.r.right, b.r.right) - Math.max(a.r.left, b.r.left);
+      const h = Math.min(a.r.bottom, b.r.bottom) - Math.max(a.r.top, b.r.top);
+      if (w > 2 && h > 2) overlaps.push(`${a.kind} "${a.text}" and ${b.kind} "${b.text}" (${w | 0}x${h | 0} px)`);
+    }
+  }
+  return {count: found.length, overlaps, outside, clipped};
+}"""
+
+TABLES = """() => [...document.querySelectorAll('[data-testid="stMainBlockContainer"] [data-testid="stDataFrame"]')]
+  .map(t => { const s = t.querySelector('.dvn-scroller');
+              return {scroll: s ? s.scrollWidth : 0, client: s ? s.clientWidth : 0,
+                      text: (t.getAttribute('aria-label') || '').slice(0, 40)}; })"""
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """The app's server as `make run` starts it, with a private cache and the tiny config; killed at the end."""
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = start_app(port, {"KD_LAB_CACHE_DIR": str(tmp_path / "cache"), "KD_LAB_TINY": "1"}, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_healthy(url, proc)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}:\n{(tmp_path / 'server.log').read_text()}")
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def open_page(page, url: str, path: str) -> None:
+    """Open the page at `path` (a fresh session: the cached results are on disk, the settings are the defaults)."""
+    page.goto(f"{url}/{path}")
+    page.locator("h1").first.wait_for(timeout=60_000)
+    settle(page)
+
+
+def fit_to_content(page, width: int) -> None:
+    """Make the window as tall as the page (Streamlit scrolls inside its own container, so a full-page
+    screenshot would show one screenful): every element is then laid out and in the picture."""
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": width, "height": min(max(height, 900), 12_000)})
+    page.wait_for_timeout(800)  # charts finish their resize to the column
+
+
+def click_confusion_cell(page) -> None:
+    """Click the confusion matrix's first row, first column (true 0 predicted 0: always has images)."""
+    chart = page.locator('[data-testid="stPlotlyChart"]', has_text="Confusion matrix").first
+    chart.scroll_into_view_if_needed()
+    grid = chart.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(grid["x"] + grid["width"] / 20, grid["y"] + grid["height"] / 20)
+    page.get_by_text("Test images of true class 0").first.wait_for(timeout=30_000)
+    settle(page)
+
+
+def test_pages_fit_a_desktop_and_a_phone(server):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}: install it (`make browser` or apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    url = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": WIDTHS["desktop"], "height": 900})
+            open_page(page, url, "")
+            page.get_by_role("button", name="Run the classroom demo").click()
+            page.locator(".js-plotly-plot", has_text="Test accuracy of the three models").wait_for(timeout=180_000)
+            open_page(page, url, "efficiency")  # its tiny compression run, once: cached for the phone
+            page.get_by_role("button", name="Distil → prune → quantize, and measure").click()
+            page.locator(".js-plotly-plot", has_text="Recovering from pruning").wait_for(timeout=180_000)
+            for width_name, width in WIDTHS.items():
+                for path, title in PAGES.items():
+                    page.set_viewport_size({"width": width, "height": 900})
+                    open_page(page, url, path)
+                    if path == "your_digit":
+                        draw_seven(page)
+                    if path == "compare":
+                        click_confusion_cell(page)
+                    fit_to_content(page, width)
+                    page.screenshot(path=SHOTS / f"{width_name}-{path or 'home'}.png")
+                    where = f"{title} at {width} px"
+                    assert page.locator(EXCEPTION).count() == 0, f"exception on {where}"
+                    boxes = page.evaluate(BOXES)
+                    assert boxes["count"] > 3, f"{where}: found only {boxes['count']} elements"
+                    problems += [f"{where}: overlap of {o}" for o in boxes["overlaps"]]
+                    problems += [f"{where}: past the column's edge: {o}" for o in boxes["outside"]]
+                    problems += [f"{where}: clipped {o}" for o in boxes["clipped"]]
+                    if width_name == "desktop":
+                        problems += [f"{where}: table {t['text']!r} scrolls sideways ({t['scroll']} > {t['client']} px)"
+                                     for t in page.evaluate(TABLES) if t["scroll"] > t["client"] + 1]
+        finally:
+            browser.close()
+    assert not problems, "\n".join(problems)
