@@ -62,34 +62,11 @@ def test_effective_classes_goes_from_one_to_all_classes():
     assert charts.effective_classes(LOGITS, 1e4) == pytest.approx(10.0, abs=1e-2)
 
 
-def test_softmax_at_t_two_bar_traces_summing_to_one():
-    fig = charts.softmax_at_t(LOGITS, 4.0, CLASSES)
-    assert_labelled(fig)
-    assert [type(t) for t in fig.data] == [go.Bar, go.Bar]
-    assert "T = 4" in fig.layout.title.text and "T = 4" in fig.data[1].name
-    for trace in fig.data:
-        assert sum(trace.y) == pytest.approx(1.0, abs=1e-6)
-    assert max(fig.data[1].y) < max(fig.data[0].y)  # T = 4 is flatter than T = 1
-
-
-def test_effective_classes_vs_t_marks_the_current_t():
-    fig = charts.effective_classes_vs_t(LOGITS, 3.0)
-    assert_labelled(fig)
-    assert "log" in fig.layout.xaxis.title.text and fig.layout.xaxis.type == "log"
-    assert list(fig.data[1].x) == [3.0]
-    assert all(np.diff(fig.data[0].y) > 0)  # more classes as T grows
-
-
-def test_class_similarity_rows_are_average_soft_targets_and_diagonal_hides():
+def test_average_soft_targets_rows_sum_to_one():
     rng = np.random.default_rng(0)
     logits, labels = rng.normal(size=(50, 10)).astype(np.float32), np.arange(50) % 10
     average = charts.average_soft_targets(logits, labels, 2.0, 10)
     np.testing.assert_allclose(average.sum(axis=1), 1.0, atol=1e-5)
-    fig = charts.class_similarity(average, CLASSES, 2.0, hide_diagonal=True)
-    assert_labelled(fig)
-    assert isinstance(fig.data[0], go.Heatmap) and np.isnan(np.array(fig.data[0].z, dtype=float)[3, 3])
-    shown = charts.class_similarity(average, CLASSES, 2.0, hide_diagonal=False)
-    assert not np.isnan(np.array(shown.data[0].z, dtype=float)).any()
 
 
 def test_accuracy_comparison_three_bars_with_std_error_bars():

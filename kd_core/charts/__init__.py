@@ -31,10 +31,10 @@ from kd_core.charts.language import (char_label, effective_choices_vs_t, lm_bpc_
 from kd_core.roles import (COLORS, COMPRESS_COLORS, COMPRESS_NAMES, OMITTED_CLASS_NAMES, ROLE_COLORS, ROLE_NAMES,
                                   ROLE_TITLES, ROLES, STUDENTS, TERM_COLORS)
 from kd_core.charts.training import (TEMPERATURE_RANGE, accuracy_comparison, agreement_with_teacher,
-                                     average_soft_targets, cell_examples, class_counts, class_similarity, confusion,
+                                     average_soft_targets, cell_examples, class_counts, confusion,
                                      digit_outputs,
-                                     effective_classes, effective_classes_vs_t, kd_flow_dot, loss_formula_latex,
-                                     loss_parts, most_similar_pairs, per_class_accuracy, softmax_at_t,
+                                     effective_classes, kd_flow_dot, loss_formula_latex,
+                                     loss_parts, most_similar_pairs, per_class_accuracy,
                                      training_curves)
 from kd_core.charts.temperature import (T_GRID, effective_classes_slider, similarity_slider, softmax_slider,
                                         t_grid)
@@ -45,15 +45,15 @@ __all__ = [
     "ROLES", "STUDENTS", "TERM_COLORS",  # the vocabulary (roles)
     "DIVERGENCE_COLORS", "HISTORY_METRICS", "PARETO_AXES", "RUN_COLORS", "TEMPERATURE_RANGE", "T_GRID",
     "accuracy_comparison", "agreement_with_teacher", "average_soft_targets", "bias_curve", "budget_accuracy",
-    "beta_name", "budget_gain", "cell_examples", "char_label", "class_counts", "class_similarity", "confusion",
+    "beta_name", "budget_gain", "cell_examples", "char_label", "class_counts", "confusion",
     "digit_outputs",
     "effective_classes",
-    "effective_choices_vs_t", "effective_classes_slider", "effective_classes_vs_t",
+    "effective_choices_vs_t", "effective_classes_slider", 
     "efficiency_pareto", "events_to_histories", "finetune_recovery", "history_accuracies",
     "history_curves", "jsd_ends", "kd_flow_dot", "lm_bpc_comparison", "lm_training_curves", "loss_formula_latex",
     "loss_parts", "mode_fits", "most_similar_pairs",
     "next_char_bars", "next_token_bars",
     "omitted_class_accuracy", "pareto_front", "per_class_accuracy", "similarity_slider", "soft_output_bars",
     "softened",
-    "softmax_at_t", "softmax_slider", "sweep_heatmap", "t2_accuracy", "t2_gradients", "t_grid", "training_curves",
+    "softmax_slider", "sweep_heatmap", "t2_accuracy", "t2_gradients", "t_grid", "training_curves",
 ]

@@ -119,41 +119,11 @@ def loss_parts(history: dict[str, list], temperature: float, alpha: float, t_squ
     return fig
 
 
-def softmax_at_t(logits: Sequence[float] | np.ndarray, temperature: float, classes: Sequence[str]) -> go.Figure:
-    """The teacher's output for one image as probabilities at T = 1 and at T, side by side per class."""
-    fig = go.Figure([
-        go.Bar(x=list(classes), y=softened(logits, 1.0), name="T = 1 (ordinary softmax)",
-               marker_color=COLORS["T=1"]),
-        go.Bar(x=list(classes), y=softened(logits, temperature), name=f"T = {temperature:g} (soft targets)",
-               marker_color=COLORS["teacher"]),
-    ])
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.02])
-    fig.update_xaxes(type="category")
-    return _layout(fig, f"Teacher's probabilities for this image: T = 1 vs T = {temperature:g}",
-                   "class", "probability (0-1)")
-
-
 def effective_classes(logits: Sequence[float] | np.ndarray, temperature: float) -> float:
     """exp(entropy) of softmax(logits / T): 1 for a one-hot output, the number of classes for a uniform one."""
     p = softened(logits, temperature).astype(np.float64)
     entropy = -float(np.sum(p * np.log(np.clip(p, 1e-12, None))))
     return math.exp(entropy)
-
-
-def effective_classes_vs_t(logits: Sequence[float] | np.ndarray, temperature: float,
-                           t_range: tuple[float, float] = TEMPERATURE_RANGE, points: int = 60) -> go.Figure:
-    """Effective number of classes (exp of the entropy) of the softened output against T, current T marked."""
-    ts = np.geomspace(t_range[0], t_range[1], points)
-    ys = [effective_classes(logits, t) for t in ts]
-    fig = go.Figure([go.Scatter(x=ts, y=ys, mode="lines", name="effective classes", line={"color": COLORS["teacher"]}),
-                     go.Scatter(x=[temperature], y=[effective_classes(logits, temperature)], mode="markers",
-                                marker={"size": 12, "color": COLORS["soft"]}, name=f"current T = {temperature:g}")])
-    fig.add_vline(x=temperature, line_dash="dot", line_color=COLORS["soft"])
-    fig.update_xaxes(type="log", tickvals=[0.5, 1, 2, 5, 10, 20, 30], ticktext=["0.5", "1", "2", "5", "10", "20", "30"])
-    fig.update_yaxes(range=[0.8, len(np.asarray(logits)) + 0.2])
-    return _layout(fig, "How many classes the soft target spreads over, as T grows",
-                   "temperature T (log scale)", "effective number of classes (e^entropy)")
 
 
 def average_soft_targets(logits: np.ndarray, labels: np.ndarray, temperature: float, classes: int) -> np.ndarray:
@@ -173,28 +143,6 @@ def most_similar_pairs(avg_soft: np.ndarray, classes: Sequence[str], n: int = 3)
     both = z + z.T
     pairs = [(both[i, j], i, j) for i in range(len(z)) for j in range(i + 1, len(z))]
     return [(classes[i], classes[j], float(v)) for v, i, j in sorted(pairs, reverse=True)[:n]]
-
-
-def class_similarity(avg_soft: np.ndarray, classes: Sequence[str], temperature: float,
-                     hide_diagonal: bool = True) -> go.Figure:
-    """Heatmap of the teacher's average soft targets per true class (rows) over predicted classes (columns).
-
-    The colour range is fixed (0 to SIMILARITY_MAX without the diagonal, 0 to 1 with it), so a higher T
-    shows as more, paler and more even colour, never as re-fitted contrast.
-    """
-    z = np.array(avg_soft, dtype=float)
-    if hide_diagonal:
-        z = z.copy()
-        np.fill_diagonal(z, np.nan)
-    fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues", zmin=0.0,
-                               zmax=SIMILARITY_MAX if hide_diagonal else 1.0,
-                               colorbar={"title": {"text": "mean prob."}},
-                               hovertemplate="true %{y}, soft target for %{x}: %{z:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
-    note = ", diagonal hidden" if hide_diagonal else ""
-    return _layout(fig, f"Average soft target per true class (T = {temperature:g}{note})",
-                   "class the teacher gives probability to", "true class", height=430)
 
 
 def _spread(model: dict[str, Any]) -> float:
