@@ -21,6 +21,11 @@ COMPRESS_NAMES = {  # the compression rows (kd_core.compress); {s} is the pruned
     "pruned-kd-int8": "distilled → pruned {s} + KD epoch → int8",
 }
 
+ARCHITECTURE_NAMES = {  # kd_core.models' registry names, in words for summaries
+    "classroom-teacher": "a small CNN", "keras-teacher": "the Keras example's teacher CNN",
+    "keras-student": "the Keras example's student CNN", "tiny-mlp": "a one-layer MLP",
+}
+
 ROLE_COLORS = {"teacher": "#4C78A8", "distilled": "#F58518", "scratch": "#54A24B",
                "distilled_corrected": "#B6530B", "distilled_all": "#4C78A8"}
 TERM_COLORS = {"hard": "#B279A2", "soft": "#E45756", "T=1": "#9D9D9D"}  # the loss terms; the plain softmax

@@ -399,7 +399,7 @@ def test_a_config_summary_shows_names_as_plain_text():
     summary = ui.config_summary(hostile)
     for live in ("![x](", "](http", "**b**", "[s]("):
         assert live not in summary
-    assert ui.config_summary(TINY).startswith("mnist\\-sample, teacher classroom\\-teacher")
+    assert ui.config_summary(TINY).startswith("MNIST sample \\(bundled\\), teacher: a small CNN (1 epoch)")
 
 
 def test_an_upload_name_is_shown_as_plain_text_in_the_error(fresh_app):

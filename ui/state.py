@@ -10,6 +10,7 @@ import streamlit as st
 
 from kd_core import url_settings
 from kd_core.config import RunConfig, preset
+from kd_core.roles import ARCHITECTURE_NAMES
 
 TINY_ENV = "KD_LAB_TINY"  # set to 1 (tests, quick demos): every run shrinks to a few seconds
 
@@ -182,13 +183,20 @@ def current_config() -> RunConfig:
 def config_summary(cfg: dict[str, Any] | RunConfig) -> str:
     """One line naming the settings of a run, for markdown: its names are shown as plain text (a config can come
     from the cache, which is checked against kd_core.schema, but is escaped all the same)."""
+    from ui.data import DATASET_LABELS
     from ui.widgets import plain
 
     c = cfg.as_dict() if isinstance(cfg, RunConfig) else cfg
-    c = {**c, **{name: plain(c[name]) for name in ("dataset", "teacher", "student")}}
+    names = {"dataset": DATASET_LABELS, "teacher": ARCHITECTURE_NAMES, "student": ARCHITECTURE_NAMES}
+    c = {**c, **{name: plain(words.get(c[name], c[name])) for name, words in names.items()}}
     limit = c["student_train_limit"]
-    return (f"{c['dataset']}, teacher {c['teacher']} ({c['teacher_epochs']} epochs), students {c['student']} "
-            f"({c['student_epochs']} epochs on {'all' if limit is None else limit} labelled images), "
+
+    def epochs(n: int) -> str:
+        return f"{n} epoch{'s' if n != 1 else ''}"
+
+    return (f"{c['dataset']}, teacher: {c['teacher']} "
+            f"({epochs(c['teacher_epochs'])}), students: {c['student']} "
+            f"({epochs(c['student_epochs'])} on {'all' if limit is None else f'{limit:,}'} labelled images), "
             f"T = {c['temperature']:g}, alpha = {c['alpha']:g}{'' if c['t_squared'] else ' (no T²)'}, "
             f"{c['seeds']} seed{'s' if c['seeds'] != 1 else ''}")
 
