@@ -66,7 +66,7 @@ with left:
     ui.chart(charts.training_curves(histories, "test_acc",
                                     title="Test accuracy after each epoch (seed 0)"), key="distill-acc")
     st.caption("Notice: with few labelled images the scratch student stalls; the teacher's soft targets "
-               "keep the distilled one improving.")
+               f"keep the distilled one improving. {ui.curve_note(result)}")
 with right:
     ui.chart(charts.loss_parts(histories["distilled"], cfg.temperature, cfg.alpha, cfg.t_squared),
              key="distill-parts")

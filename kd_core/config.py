@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def checked_replace(settings: Any, what: str, changes: dict[str, Any]) -> Any:
@@ -21,6 +25,24 @@ def require(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+
+
+@functools.cache
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bf16 natively: AVX-512 BF16 or AMX among the flags in `cpuinfo` (False without it).
+
+    torch.backends.cpu.get_cpu_capability() says only "AVX512", with or without BF16, so the flags decide.
+    """
+    try:
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def resolved_precision(precision: str) -> str:
+    """"fp32" or "bf16": what `precision` means on this CPU ("auto" is bf16 where it is native, else fp32)."""
+    return ("bf16" if native_bf16() else "fp32") if precision == "auto" else precision
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,7 @@ class RunConfig:
     teacher_seed: int = 0                   # one teacher serves every student seed
     hint_weight: float = 0.0                # weight of the layer-wise hint term (kd_core.hints); 0 = off
     hint_loss: str = "mse"                  # hint distance: "mse" (FitNets) or "cosine"
+    precision: str = "auto"                 # "fp32", "bf16" (autocast) or "auto" (bf16 where the CPU has it natively)
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A copy with `changes` applied; an unknown key raises ValueError naming it; values are checked."""
@@ -62,19 +85,31 @@ class RunConfig:
             (self.student_train_limit is None or self.student_train_limit >= 10, "student train limit must be >= 10"),
             (self.hint_weight >= 0, "hint weight must be zero (off) or positive"),
             (self.hint_loss in ("mse", "cosine"), "hint loss must be 'mse' or 'cosine'"),
+            (self.precision in PRECISIONS, f"precision must be one of {list(PRECISIONS)}"),
         ]
         require(checks)
         return self
 
+    def compute_precision(self) -> str:
+        """"fp32" or "bf16": the precision this config trains and evaluates in on this CPU."""
+        return resolved_precision(self.precision)
+
+    def _precision_entry(self) -> dict[str, str]:
+        """{"precision": resolved} for the dicts that key results; empty where this CPU computes in fp32 anyway
+        (every result before the setting existed was fp32: their keys stay), so a dict rebuilds this config."""
+        computed = self.compute_precision()
+        return {} if computed == resolved_precision("auto") == "fp32" else {"precision": computed}
+
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict of all settings (JSON-serialisable)."""
-        return dataclasses.asdict(self)
+        """Plain dict of all settings (JSON-serialisable), precision as `_precision_entry` gives it."""
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "precision"}
+        return {**settings, **self._precision_entry()}
 
     def teacher_dict(self) -> dict[str, Any]:
         """The settings that decide the teacher (its cache key)."""
         return {"dataset": self.dataset, "model": self.teacher, "epochs": self.teacher_epochs,
                 "train_limit": self.teacher_train_limit, "batch_size": self.batch_size, "lr": self.lr,
-                "adam_eps": self.adam_eps, "seed": self.teacher_seed}
+                "adam_eps": self.adam_eps, "seed": self.teacher_seed, **self._precision_entry()}
 
 
 PRESETS: dict[str, RunConfig] = {

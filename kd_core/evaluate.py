@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 
@@ -9,25 +10,44 @@ import torch
 from torch import nn
 
 from kd_core.data import to_float
-from kd_core.models import memory_format
+from kd_core.models import activation_bytes, memory_format
+
+BATCH_ACTIVATION_BYTES = 16 * 2 ** 20  # an inference batch's largest activation: about this CPU's L2 + L3 share
+MIN_BATCH, MAX_BATCH = 32, 1024
 
 
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits (N, classes) for uint8 images (N, 28, 28), computed without autograd in eval mode.
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """The context to compute in: bf16 autocast on the CPU for "bf16", plain fp32 for "fp32"."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16' (resolve 'auto' first), not {precision!r}")
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    Batches of 256 keep the activations in cache: 1.4x (keras-teacher) to 1.9x (classroom-teacher) the images
-    per second of batches of 1000 (bench/inference.py).
+
+def inference_batch_size(model: nn.Module) -> int:
+    """The largest power of two from MIN_BATCH to MAX_BATCH whose largest activation fits BATCH_ACTIVATION_BYTES.
+
+    Big batches amortise per-call overhead (small students), until a wide layer's output leaves the cache
+    (keras-teacher, 230 kB per image: 64); bench/inference.py measures every batch size against this choice.
+    """
+    fits = max(1, BATCH_ACTIVATION_BYTES // activation_bytes(model))
+    return max(MIN_BATCH, min(MAX_BATCH, 1 << (fits.bit_length() - 1)))
+
+
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | None = None,
+                   precision: str = "fp32") -> torch.Tensor:
+    """Float32 logits (N, classes) for uint8 images (N, 28, 28), computed in eval and inference mode.
+
+    `batch_size` defaults to inference_batch_size(model); `precision` as `autocast` takes it.
     """
     model.eval()
     layout = memory_format(model)
+    batch_size = batch_size or (inference_batch_size(model) if len(images) > MIN_BATCH else MIN_BATCH)
     parts = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision):
         for start in range(0, len(images), batch_size):
             batch = to_float(images[start:start + batch_size]).contiguous(memory_format=layout)
-            parts.append(model(batch))
+            parts.append(model(batch).float())
     return torch.cat(parts) if parts else torch.empty(0, 10)
-
-
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of rows whose arg-max equals the label."""
     return float((logits.argmax(dim=1) == labels).float().mean()) if len(labels) else 0.0

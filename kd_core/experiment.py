@@ -15,11 +15,20 @@ from kd_core import schema, store
 from kd_core.config import RunConfig
 from kd_core.data import Dataset, load_dataset
 from kd_core.distributed import Backend, backend_from_env
+from kd_core.estimate import OUTPUTS, comparison_plan
 from kd_core.evaluate import accuracy, agreement, confusion_matrix, per_class_accuracy, predict_logits
 from kd_core.hints import HintLoss, fits_in_memory, hint_pair, teacher_targets
 from kd_core.models import count_params, create_model, flops_per_image
-from kd_core.tasks import Event, Task, Tracker, steps_of
+from kd_core.tasks import Event, Task, Tracker
 from kd_core.train import History, Progress, train
+
+CURVE_TEST_IMAGES = 1000  # per-epoch test curves use the first this many test images; final numbers use all
+
+
+def curve_set(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed test subset every per-epoch test curve is measured on: the first CURVE_TEST_IMAGES test images."""
+    return dataset.test_x[:CURVE_TEST_IMAGES], dataset.test_y[:CURVE_TEST_IMAGES]
+
 
 def balanced_subset(labels: torch.Tensor, limit: int | None, seed: int = 0) -> torch.Tensor:
     """Indices of `limit` examples taking classes in turn (all indices, shuffled, when limit is None or too big)."""
@@ -73,19 +82,30 @@ def get_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progres
     found = cached_teacher(cfg, dataset)
     if found is not None:
         return found[0], {**found[1], "cached": True}
+    return train_teacher(cfg, dataset, on_progress, should_stop)[:2]
+
+
+def train_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progress], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> tuple[nn.Module, dict[str, Any], torch.Tensor]:
+    """Train `cfg`'s teacher now and cache it: (model, metadata, its logits on the whole test set).
+
+    Its curve is measured on `curve_set`; its accuracy on the whole test set, from the logits returned.
+    """
     torch.manual_seed(cfg.teacher_seed)
     model = create_model(cfg.teacher)
     idx = balanced_subset(dataset.train_y, cfg.teacher_train_limit)
+    precision = cfg.compute_precision()
+    curve = curve_set(dataset)
     history = train(model, dataset.train_x[idx], dataset.train_y[idx], epochs=cfg.teacher_epochs,
                     batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=cfg.adam_eps, seed=cfg.teacher_seed,
-                    eval_set=(dataset.test_x, dataset.test_y), on_progress=on_progress, should_stop=should_stop)
+                    eval_set=curve, on_progress=on_progress, should_stop=should_stop, precision=precision)
     model = model.to(memory_format=torch.contiguous_format)  # as a cached copy loads: identical logits either way
-    seconds = history.elapsed[-1]
-    # the last epoch's evaluation is the final test accuracy: no second pass over the test set
-    meta = {"accuracy": history.test_acc[-1], "seconds": seconds, "history": history.as_dict(),
-            "config": cfg.teacher_dict(), "train_images": len(idx)}
+    test_logits = predict_logits(model, dataset.test_x, precision=precision)
+    meta = {"accuracy": accuracy(test_logits, dataset.test_y), "seconds": history.elapsed[-1],
+            "history": history.as_dict(), "config": cfg.teacher_dict(), "train_images": len(idx),
+            "curve_test_images": len(curve[1]), "test_images": len(dataset.test_y)}
     store.save_checkpoint(_teacher_path(cfg, dataset), cfg.teacher, model.state_dict(), meta)
-    return model, {**meta, "cached": False}
+    return model, {**meta, "cached": False}, test_logits
 
 
 def run_key(cfg: RunConfig, dataset: Dataset) -> str:
@@ -157,7 +177,7 @@ def train_student(cfg: RunConfig, initial: dict[str, torch.Tensor], images: torc
     """One student of `cfg` from `initial` weights: distilled when `teacher_logits` is given, else from scratch.
 
     Returns (model, history, first-layer norm at the start, training seconds without evaluation). The data order depends only on
-    `seed`, and T, alpha and the T² switch come from `cfg`; `train_options` go to `train` as they are.
+    `seed`, and T, alpha, the T² switch and the precision come from `cfg`; `train_options` go to `train` as they are.
     With `hint` (kd_core.hints.HintLoss, rows aligned with `images`) the student also matches the
     teacher's hint layer; its projection is trained alongside and `hint.values` records the distance.
     """
@@ -170,7 +190,8 @@ def train_student(cfg: RunConfig, initial: dict[str, torch.Tensor], images: torc
         history = train(model, images, labels, epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                         adam_eps=cfg.adam_eps, seed=seed, teacher_logits=teacher_logits,
                         temperature=cfg.temperature, alpha=cfg.alpha, t_squared=cfg.t_squared,
-                        eval_set=eval_set, on_progress=on_progress, should_stop=should_stop, **train_options)
+                        eval_set=eval_set, on_progress=on_progress, should_stop=should_stop,
+                        precision=cfg.compute_precision(), **train_options)
     finally:
         if hint is not None:
             hint.unbind()
@@ -202,8 +223,10 @@ class _Students:
     images: torch.Tensor
     labels: torch.Tensor
     soft_targets: torch.Tensor                 # the teacher's logits on `images`
-    test_x: torch.Tensor
+    test_x: torch.Tensor                       # the whole test set (final numbers)
     test_y: torch.Tensor
+    curve_x: torch.Tensor                      # the fixed test subset of the per-epoch curves (curve_set)
+    curve_y: torch.Tensor
     test_teacher: torch.Tensor                 # the teacher's logits on the test images
     classes: int
     make_hint: Callable[..., HintLoss] | None  # hint_for's maker, when cfg.hint_weight > 0
@@ -218,8 +241,8 @@ def _train_one_student(shared: _Students, task: tuple[int, str], on_progress: Ca
     model, history, start_norm, seconds = train_student(
         cfg, initial_student_weights(cfg, seed), shared.images, shared.labels, seed=seed,
         teacher_logits=shared.soft_targets if role == "distilled" else None,
-        eval_set=(shared.test_x, shared.test_y), on_progress=on_progress, should_stop=should_stop, hint=hint)
-    logits = predict_logits(model, shared.test_x)
+        eval_set=(shared.curve_x, shared.curve_y), on_progress=on_progress, should_stop=should_stop, hint=hint)
+    logits = predict_logits(model, shared.test_x, precision=cfg.compute_precision())
     run = {"seed": seed, "accuracy": accuracy(logits, shared.test_y), "seconds": seconds,
            "initial_first_layer_norm": start_norm, "history": history.as_dict(),
            "per_class": per_class_accuracy(logits, shared.test_y, shared.classes),
@@ -245,35 +268,43 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     if use_cache and (found := cached_result(cfg, dataset)) is not None:
         return {**found, "cached": True}
 
-    teacher_steps = 0 if cached_teacher(cfg, dataset) is not None else steps_of(
-        _limit(cfg.teacher_train_limit, dataset), cfg.teacher_epochs, cfg.batch_size)
+    found_teacher = cached_teacher(cfg, dataset)
+    # progress is counted in estimated seconds (kd_core.estimate): a teacher step costs more than a student's
+    plan = comparison_plan(cfg, dataset, teacher_cached=found_teacher is not None)
     student_idx = balanced_subset(dataset.train_y, cfg.student_train_limit)
-    student_steps = steps_of(len(student_idx), cfg.student_epochs, cfg.batch_size)
-    tracker = Tracker(on_event, teacher_steps + 2 * cfg.seeds * student_steps)
+    tracker = Tracker(on_event, plan.seconds)
+    teacher_units = plan.units("teacher", cfg.teacher_seed)
+    precision = cfg.compute_precision()
 
-    teacher, teacher_meta = get_teacher(cfg, dataset, tracker.watch("teacher", cfg.teacher_seed), should_stop)
-    tracker.trained(teacher_steps)
-    test_teacher = predict_logits(teacher, dataset.test_x)
+    if found_teacher is not None:
+        teacher, teacher_meta = found_teacher[0], {**found_teacher[1], "cached": True}
+        test_teacher = predict_logits(teacher, dataset.test_x, precision=precision)
+    else:  # trained now: its test logits come with it (one pass over the test set, not two)
+        teacher, teacher_meta, test_teacher = train_teacher(cfg, dataset, tracker.watch("teacher", cfg.teacher_seed,
+                                                                                    units=teacher_units), should_stop)
+    tracker.trained(teacher_units)
     x_student, y_student = dataset.train_x[student_idx], dataset.train_y[student_idx]
-    soft_targets = predict_logits(teacher, x_student)  # once, reused by every distilled epoch and seed
+    soft_targets = predict_logits(teacher, x_student, precision=precision)  # once, for every distilled epoch and seed
+    tracker.trained(plan.units(OUTPUTS, None))
     make_hint, hint_info = hint_for(cfg, teacher, x_student) if cfg.hint_weight > 0 else (None, None)
 
-    shared = _Students(cfg, x_student, y_student, soft_targets, dataset.test_x, dataset.test_y, test_teacher,
-                       len(dataset.classes), make_hint)
+    curve_x, curve_y = curve_set(dataset)
+    shared = _Students(cfg, x_student, y_student, soft_targets, dataset.test_x, dataset.test_y, curve_x, curve_y,
+                       test_teacher, len(dataset.classes), make_hint)
     tasks = [(seed, role) for seed in range(cfg.seeds) for role in ("distilled", "scratch")]
 
     saved: dict[str, bool] = {}  # role -> whether its seed-0 checkpoint was written
 
     def finished(i: int, outcome: tuple[dict[str, Any], dict[str, torch.Tensor] | None]) -> None:
-        tracker.trained(student_steps)
+        tracker.trained(plan.units(tasks[i][1], tasks[i][0]))
         if outcome[1] is not None:  # seed 0's weights, kept for the pages that use the trained students
             role = tasks[i][1]
             saved[role] = store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student,
                                                 outcome[1], {"role": role, "config": cfg.as_dict()})
 
     outcomes = (backend or backend_from_env()).map(
-        _train_one_student, shared, tasks, watch=lambda i: tracker.watch(tasks[i][1], tasks[i][0]), on_result=finished,
-        should_stop=should_stop)
+        _train_one_student, shared, tasks, on_result=finished, should_stop=should_stop,
+        watch=lambda i: tracker.watch(tasks[i][1], tasks[i][0], units=plan.units(tasks[i][1], tasks[i][0])))
     runs = {role: [run for (_, r), (run, _) in zip(tasks, outcomes) if r == role] for role in ("distilled", "scratch")}
 
     student = create_model(cfg.student)
@@ -281,6 +312,8 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
         "teacher": {**_summary([teacher_meta["accuracy"]], count_params(teacher), flops_per_image(teacher),
                                teacher_meta["seconds"]),
                     "cached": teacher_meta["cached"], "history": teacher_meta["history"],
+                    # a teacher cached before curves used a subset measured its curve on the whole test set
+                    "curve_test_images": teacher_meta.get("curve_test_images", len(dataset.test_y)),
                     "per_class": per_class_accuracy(test_teacher, dataset.test_y, len(dataset.classes)),
                     "confusion": confusion_matrix(test_teacher, dataset.test_y, len(dataset.classes)).tolist()},
     }
@@ -291,17 +324,12 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     result = {"dataset": cfg.dataset, "config": cfg.as_dict(), "key": key,
               "student_train_images": len(student_idx), "teacher_train_images": teacher_meta.get("train_images"),
               "classes": list(dataset.classes), "models": models,
+              "curve_test_images": len(curve_y), "test_images": len(dataset.test_y),  # students' curves, final numbers
               **({"hint": hint_info} if hint_info is not None else {}),  # only with hint_weight > 0
               "total_seconds": time.perf_counter() - started}
     if all(saved.get(role) for role in ("distilled", "scratch")):  # a result is stored only after its models
         store.save_json(result_path(key), result)
     return {**result, "cached": False}
-
-
-def _limit(limit: int | None, dataset: Dataset) -> int:
-    """Number of training images a limit selects."""
-    return len(dataset.train_y) if limit is None else min(limit, len(dataset.train_y))
-
 
 
 def _marked_cached(found: dict[str, Any] | None) -> dict[str, Any] | None:

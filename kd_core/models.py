@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -9,31 +10,39 @@ from torch import nn
 import torch.nn.functional as F
 
 
-class SamePad(nn.Module):
-    """TensorFlow's "same" padding for a 3x3 stride-2 conv or a 2x2 stride-1 pool: one row/column at bottom/right."""
+class SameMaxPool2d(nn.Module):
+    """TensorFlow's "same" 2x2 stride-1 max pool: one -inf row/column at bottom/right, folded into the pool.
 
-    def __init__(self, value: float = 0.0) -> None:
-        super().__init__()
-        self.value = value
+    Without autograd, PyTorch's padding=1 pads both sides (implicitly with -inf, no copy) and dropping the
+    first output row and column drops exactly the windows that start in the top/left padding. With autograd
+    the -inf copy stays: that crop's backward runs twice as slow in channels_last (tests/test_models.py
+    checks both paths equal the padded pool).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad the last two dimensions by (0, 1) each."""
-        return F.pad(x, (0, 1, 0, 1), value=self.value)
+        """Max over each 2x2 window starting at every pixel (windows past the bottom/right edge are cut)."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            return F.max_pool2d(F.pad(x, (0, 1, 0, 1), value=float("-inf")), 2, stride=1)
+        return F.max_pool2d(x, 2, stride=1, padding=1)[..., 1:, 1:]
 
 
 def _keras_net(first: int, second: int) -> nn.Sequential:
     """The keras.io KD example's CNN with `first` and `second` conv filters (teacher 256/512, student 16/32).
 
-    Initialised as Keras does (Glorot-uniform weights, zero biases), so training matches the example's.
+    TensorFlow's "same" padding of its 3x3 stride-2 convs is one zero row/column at bottom/right (ZeroPad2d:
+    symmetric conv padding would shift the windows, and padding=2 plus a crop costs 30% more conv FLOPs than
+    the copy). Initialised as Keras does (Glorot-uniform weights, zero biases), so training matches the example's.
+    Child names are those of the earlier form with a separate -inf pad ("3"), so checkpoints ("1.weight",
+    "6.weight", "8.weight") and hint layer names still apply.
     """
-    net = nn.Sequential(
-        SamePad(), nn.Conv2d(1, first, 3, stride=2),              # 28x28 -> 14x14
-        nn.LeakyReLU(0.2),
-        SamePad(float("-inf")), nn.MaxPool2d(2, stride=1),         # 14x14 -> 14x14
-        SamePad(), nn.Conv2d(first, second, 3, stride=2),         # 14x14 -> 7x7
-        nn.Flatten(),
-        nn.Linear(second * 7 * 7, 10),
-    )
+    net = nn.Sequential(OrderedDict([
+        ("0", nn.ZeroPad2d((0, 1, 0, 1))), ("1", nn.Conv2d(1, first, 3, stride=2)),          # 28x28 -> 14x14
+        ("2", nn.LeakyReLU(0.2)),
+        ("4", SameMaxPool2d()),                                                                # 14x14 -> 14x14
+        ("5", nn.ZeroPad2d((0, 1, 0, 1))), ("6", nn.Conv2d(first, second, 3, stride=2)),     # 14x14 -> 7x7
+        ("7", nn.Flatten()),
+        ("8", nn.Linear(second * 7 * 7, 10)),
+    ]))
     for layer in net:
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(layer.weight)
@@ -97,6 +106,24 @@ def flops_per_image(model: nn.Module) -> int:
         for hook in hooks:
             hook.remove()
     return total
+
+
+def activation_bytes(model: nn.Module) -> int:
+    """Bytes of the largest output of any layer for one 28x28 image (what an inference batch must hold per image)."""
+    largest = 0
+
+    def measure(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal largest
+        largest = max(largest, output.numel() * output.element_size())
+
+    hooks = [m.register_forward_hook(measure) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 1, 28, 28))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return largest
 
 
 def size_bytes(model: nn.Module) -> int:

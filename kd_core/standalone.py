@@ -19,7 +19,7 @@ import torch
 
 from kd_core import data, experiment, models
 from kd_core.config import RunConfig
-from kd_core.evaluate import predict_logits
+from kd_core.evaluate import inference_batch_size
 
 ARCHITECTURES: dict[str, tuple[Any, str]] = {  # registry name -> (the kd_core.models builder, the call)
     "keras-teacher": (models._keras_net, "_keras_net(256, 512)"),
@@ -77,7 +77,8 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (  # (script constant, RunConfig fi
     ("SEEDS", "seeds", "students are trained for seeds 0 .. SEEDS - 1"),
     ("TEACHER_SEED", "teacher_seed", "one teacher serves every student seed"),
     ("THREADS", "threads", "the app's torch thread count: results repeat exactly per thread count"),
-    ("EVAL_BATCH", "eval_batch", "images per inference batch"),
+    ("TEACHER_EVAL_BATCH", "teacher_eval_batch", "images per inference batch (the app's choice per model)"),
+    ("STUDENT_EVAL_BATCH", "student_eval_batch", ""),
 )
 
 SAMPLE_DATA = '''
@@ -201,18 +202,18 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: 
     model.eval()
 
 
-def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Logits for uint8 images, in inference mode and batches of EVAL_BATCH."""
+def predict(model: nn.Module, images: torch.Tensor, batch: int) -> torch.Tensor:
+    """Logits for uint8 images, in inference mode and batches of `batch` images."""
     model.eval()
     fmt = layout(model)
     with torch.inference_mode():
-        return torch.cat([model(to_float(images[i:i + EVAL_BATCH]).contiguous(memory_format=fmt))
-                          for i in range(0, len(images), EVAL_BATCH)])
+        return torch.cat([model(to_float(images[i:i + batch]).contiguous(memory_format=fmt))
+                          for i in range(0, len(images), batch)])
 
 
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int) -> float:
     """Fraction of images whose predicted class is the label."""
-    return float((predict(model, images).argmax(dim=1) == labels).float().mean())
+    return float((predict(model, images, batch).argmax(dim=1) == labels).float().mean())
 '''
 
 MAIN = '''
@@ -247,13 +248,13 @@ def main() -> None:
     teacher = make_teacher()
     idx = balanced_subset(train_y, TEACHER_TRAIN_LIMIT)
     train(teacher, train_x[idx], train_y[idx], TEACHER_EPOCHS, seed=TEACHER_SEED)
-    accuracies = {{"teacher": [accuracy(teacher, test_x, test_y)], "distilled": [], "scratch": []}}
+    accuracies = {{"teacher": [accuracy(teacher, test_x, test_y, TEACHER_EVAL_BATCH)], "distilled": [], "scratch": []}}
     print(f"teacher: {{accuracies['teacher'][0]:.2%}} on {{len(test_y)}} test images")
 
     # 2. The teacher's logits on the students' images, computed once (without augmentation they never change).
     idx = balanced_subset(train_y, STUDENT_TRAIN_LIMIT)
     x, y = train_x[idx], train_y[idx]
-    soft_targets = predict(teacher, x)
+    soft_targets = predict(teacher, x, TEACHER_EVAL_BATCH)
 
     # 3. Per seed, two students from the same initial weights: one distilled, one from the labels alone.
     for seed in range(SEEDS):
@@ -263,7 +264,7 @@ def main() -> None:
             student = make_student()
             student.load_state_dict(initial)
             train(student, x, y, STUDENT_EPOCHS, seed=seed, teacher_logits=targets)
-            accuracies[role].append(accuracy(student, test_x, test_y))
+            accuracies[role].append(accuracy(student, test_x, test_y, STUDENT_EVAL_BATCH))
             print(f"seed {{seed}} {{role}}: {{accuracies[role][-1]:.2%}}")
     print()
     print_table(accuracies)
@@ -281,8 +282,9 @@ def source(obj: Any) -> str:
 
 def _settings(cfg: RunConfig) -> str:
     """The script's settings block: one constant per setting of `cfg`, comments aligned."""
-    eval_batch = inspect.signature(predict_logits).parameters["batch_size"].default
-    values = {**cfg.as_dict(), "threads": torch.get_num_threads(), "eval_batch": eval_batch}
+    values = {**cfg.as_dict(), "threads": torch.get_num_threads(),
+              "teacher_eval_batch": inference_batch_size(models.create_model(cfg.teacher)),
+              "student_eval_batch": inference_batch_size(models.create_model(cfg.student))}
     code = [f"{name} = {values[field]!r}" for name, field, _ in SETTINGS]
     width = max(len(line) for line in code) + 2
     lines = [line.ljust(width) + f"# {comment}" if comment else line

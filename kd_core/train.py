@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from kd_core.data import to_float
-from kd_core.evaluate import accuracy, predict_logits
+from kd_core.evaluate import accuracy, autocast, predict_logits
 from kd_core.losses import kd_loss
 from kd_core.models import memory_format
 from kd_core.tasks import steps_of
@@ -35,7 +35,7 @@ class Progress:
     hard: float          # mean hard (CE) part since the last snapshot
     soft: float          # mean soft (T²·KL) part since the last snapshot
     train_acc: float | None  # training-batch accuracy since the last snapshot (None where not measured)
-    test_acc: float | None  # test accuracy, at epoch ends when an eval set is given
+    test_acc: float | None  # accuracy on the eval set (the curves' fixed test subset), at epoch ends when one is given
     elapsed: float       # seconds spent training so far (evaluation excluded)
 
 
@@ -80,7 +80,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
           on_progress: Callable[[Progress], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
           extra_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-          extra_params: Sequence[nn.Parameter] = ()) -> History:
+          extra_params: Sequence[nn.Parameter] = (), precision: str = "fp32") -> History:
     """Train `model` in place with Adam on uint8 `images`; KD loss when `teacher_logits` (aligned with images) is given.
 
     The data order depends only on `seed`, so two students trained with the same seed see the same
@@ -88,6 +88,8 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
     `extra_loss(model, idx, batch)`, when given, is called right after the forward pass on `batch` (rows
     `idx` of `images`; forward hooks on `model` have just seen it) and its value is added to the loss,
     e.g. a layer-wise hint (kd_core.hints); `extra_params` (e.g. that hint's projection) are optimised too.
+    `precision` "bf16" runs forward passes and losses under bf16 autocast (kd_core.evaluate.autocast), the
+    backward pass and the Adam update stay as autocast leaves them (fp32 weights and gradients).
     """
     x = to_float(images)
     layout = memory_format(model)
@@ -122,10 +124,11 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
                 raise TrainingCancelled()
             idx = order[first:first + batch_size]
             batch = x[idx].contiguous(memory_format=layout)
-            logits = model(batch)
-            parts = kd_loss(logits, None if teacher_logits is None else teacher_logits[idx], labels[idx],
-                            temperature, alpha, t_squared)
-            total = parts.total if extra_loss is None else parts.total + extra_loss(model, idx, batch)
+            with autocast(precision):
+                logits = model(batch).float()
+                parts = kd_loss(logits, None if teacher_logits is None else teacher_logits[idx], labels[idx],
+                                temperature, alpha, t_squared)
+                total = parts.total if extra_loss is None else parts.total + extra_loss(model, idx, batch)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -138,7 +141,8 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
             if step % report_every == 0 and step % steps_per_epoch != 0:
                 snapshot(epoch + (first + len(idx)) / len(x), None)
         eval_start = time.perf_counter()
-        test_acc = accuracy(predict_logits(model, eval_set[0]), eval_set[1]) if eval_set is not None else None
+        test_acc = accuracy(predict_logits(model, eval_set[0], precision=precision), eval_set[1]) \
+            if eval_set is not None else None
         eval_seconds += time.perf_counter() - eval_start
         snapshot(float(epoch + 1), test_acc)
     model.eval()

@@ -24,6 +24,17 @@ BEFORE = {
     "data-budget": "lab-data-budget-485019409aec0848bcda", "omitted-class": "lab-omitted-class-2456631fb57d37a2ad32",
     "sweep": "lab-sweep-1e052caf790a21a5c2be", "t-squared": "lab-t-squared-43cec911a4768d6bc474",
 }
+
+
+@pytest.fixture(autouse=True)
+def fp32_cpu(monkeypatch):
+    """The keys were computed on a CPU without native bf16, where precision "auto" means fp32 (and stays out of
+    the key): on a CPU with it, "auto" trains in bf16, a different computation with a different key."""
+    import kd_core.config
+
+    monkeypatch.setattr(kd_core.config, "native_bf16", lambda: False)
+
+
 TINY_LAB = {"data-budget": {"budgets": (20, 100)}, "omitted-class": {},
             "sweep": {"temperatures": (2.0, 8.0), "alphas": (0.5, 0.9)}, "t-squared": {"temperatures": (2.0, 16.0)}}
 

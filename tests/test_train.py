@@ -109,3 +109,32 @@ def test_a_fresh_teacher_and_its_cached_copy_give_identical_logits(tiny_config, 
     assert not meta["cached"] and cached_meta["cached"]
     images = dataset.test_x[:200]
     assert torch.equal(predict_logits(fresh, images), predict_logits(cached, images))
+
+
+def test_curves_use_the_fixed_test_subset_and_final_numbers_the_whole_test_set(tiny_config, tmp_path, monkeypatch):
+    """Per-epoch test accuracy on the first CURVE_TEST_IMAGES test images, final accuracies on all of them, and
+    the result says which; a result stored before these keys existed still passes the schema."""
+    from kd_core import experiment, schema
+    from kd_core.evaluate import accuracy, predict_logits
+
+    monkeypatch.setenv("KD_LAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(experiment, "CURVE_TEST_IMAGES", 300)
+    dataset = load_dataset(tiny_config.dataset)
+    result = run_experiment(tiny_config)
+    assert (result["curve_test_images"], result["test_images"]) == (300, len(dataset.test_y)) == (300, 1000)
+    teacher = result["models"]["teacher"]
+    assert teacher["curve_test_images"] == 300
+    for role in ("distilled", "scratch"):
+        run = result["models"][role]["runs"][0]
+        student = experiment.load_student(result, role)
+        assert run["history"]["test_acc"][-1] == accuracy(predict_logits(student, dataset.test_x[:300]),
+                                                          dataset.test_y[:300])
+        assert run["accuracy"] == accuracy(predict_logits(student, dataset.test_x), dataset.test_y)
+    cached_teacher, _ = experiment.cached_teacher(tiny_config, dataset)
+    assert teacher["accuracies"] == [accuracy(predict_logits(cached_teacher, dataset.test_x), dataset.test_y)]
+
+    stored = {k: v for k, v in result.items() if k not in ("curve_test_images", "test_images", "cached")}
+    stored["models"] = {**stored["models"], "teacher": {k: v for k, v in teacher.items() if k != "curve_test_images"}}
+    schema.validate(stored, schema.COMPARISON)  # as written before curves used a subset
+    with pytest.raises(schema.SchemaError, match="curve_test_images"):
+        schema.validate({**result, "curve_test_images": 2000}, schema.COMPARISON)

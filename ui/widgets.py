@@ -97,6 +97,15 @@ def download_buttons(name: str, rows: list[dict[str, Any]], document: dict[str, 
                            icon=":material/download:", help="The whole result: settings, every number, the curves.")
 
 
+def curve_note(result: dict[str, Any]) -> str:
+    """Which test images the per-epoch curves and the final accuracies of a comparison result were measured on."""
+    curve, test = result.get("curve_test_images"), result.get("test_images")
+    if curve is None or test is None or curve >= test:
+        return "Test accuracy per epoch and the final accuracies both use all the test images."
+    return (f"Test accuracy per epoch is measured on a fixed subset, the first {curve:,} of the {test:,} test images, "
+            f"so points from different epochs are comparable; the final accuracies use all {test:,} test images.")
+
+
 def script_download(config: dict[str, Any], key: str) -> None:
     """"Show the code": the run of `config` as one standalone PyTorch + NumPy script (kd_core.standalone)."""
     from kd_core.config import RunConfig

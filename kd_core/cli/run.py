@@ -9,7 +9,7 @@ from typing import Any
 
 from kd_core import paths
 from kd_core.cli.common import ProgressPrinter, finish, finite_float, pct, positive_int, prepare, table
-from kd_core.config import PRESETS, preset
+from kd_core.config import PRECISIONS, PRESETS, preset
 from kd_core.data import DATASETS, availability
 
 
@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="layer-wise (FitNets) hint: the distilled student also matches the teacher's last conv "
                           "features through a learned 1x1 projection; WEIGHT scales that term (default 1)")
     run.add_argument("--hint-loss", choices=("mse", "cosine"), help="hint distance (default mse)")
+    run.add_argument("--precision", choices=PRECISIONS,
+                     help="fp32, bf16 (autocast) or auto (default: bf16 where the CPU has AVX-512 BF16 or AMX)")
     run.add_argument("--data-dir", type=Path, help=f"folder with IDX files (default ${paths.DATA_ENV})")
     run.add_argument("--no-cache", action="store_true", help="recompute the result (a cached teacher is still used)")
     run.add_argument("--json", type=Path, help="write the result as JSON to this path")
@@ -49,7 +51,7 @@ def config_from_args(args: argparse.Namespace):
     if args.train_limit:
         changes.update(teacher_train_limit=args.train_limit, student_train_limit=args.train_limit)
     for setting in ("teacher_epochs", "student_epochs", "student_train_limit", "batch_size", "temperature", "alpha",
-                    "seeds"):
+                    "seeds", "precision"):
         if getattr(args, setting) is not None:
             changes[setting] = getattr(args, setting)
     if args.no_t_squared:
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     threads = prepare(cfg, args.data_dir)
     print(f"{cfg.dataset}: teacher {cfg.teacher}, students {cfg.student}, T={cfg.temperature:g}, "
-          f"alpha={cfg.alpha:g} (weight of the teacher's soft targets), {cfg.seeds} seed(s), {threads} threads",
+          f"alpha={cfg.alpha:g} (weight of the teacher's soft targets), {cfg.seeds} seed(s), {threads} threads, "
+          f"{cfg.compute_precision()}",
           file=sys.stderr)
     result = run_experiment(cfg, on_event=ProgressPrinter(), use_cache=not args.no_cache)
     result = {**result, "preset": args.preset, "total_seconds": time.perf_counter() - started
