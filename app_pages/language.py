@@ -1,7 +1,8 @@
 """Language models: a character-level transformer teacher, a much smaller student distilled at every position.
 
-Longer than ~120 lines because it is six views in one: a real pretrained LLM's next-token view, forward vs
-reverse KL on a toy (ui.divergence_section), the text,
+Longer than ~120 lines because it is seven views in one: a real pretrained LLM's next-token view, its
+distillation into tiny students (ui.llm_distill_section), forward vs reverse KL on a toy (ui.divergence_section),
+the text,
 the settings with their formula, the comparison (one kd_core.lm task), and samples and next-character bars
 from the trained models.
 """
@@ -54,6 +55,7 @@ if st.toggle("Show the pretrained teacher (loaded once per server: about 30 s th
     except lm.PretrainedError as exc:
         st.warning(f"The pretrained teacher is not available here: {ui.plain(exc)}")
 
+ui.llm_distill_section()  # SmolLM2 distilled four ways into tiny students (one background task)
 ui.divergence_section()  # forward vs reverse KL on a two-mode toy: instant, nothing trains
 
 st.subheader("Train your own: a character-level teacher and student")

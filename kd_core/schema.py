@@ -310,8 +310,9 @@ _STUDENT_RUN = obj({"seed": COUNT, "accuracy": FRACTION, "seconds": SECONDS, "in
                     "history": CURVES, "per_class": FRACTIONS, "agreement_with_teacher": FRACTION,
                     "confusion": CONFUSION},
                    {"hint_distance_first": FINITE, "hint_distance_last": FINITE})
+_CURVE_IMAGES = {"curve_test_images": POSITIVE, "test_images": POSITIVE}  # absent: curves on the whole test set
 _TEACHER_ROW = obj({**_SUMMARY, "history": CURVES},
-                   {"cached": flag, "per_class": FRACTIONS, "confusion": CONFUSION})
+                   {"cached": flag, "per_class": FRACTIONS, "confusion": CONFUSION, "curve_test_images": POSITIVE})
 _STUDENT_ROW = obj({**_SUMMARY, "runs": list_of(_STUDENT_RUN, 1, 20)})
 _HINT = obj({"weight": NON_NEGATIVE, "loss": HINT_LOSS, "projection": NAME, "projection_params": COUNT,
              "teacher": obj({"layer": anything, "shape": numbers(0, MAX_COUNT, integer=True)}),
@@ -331,6 +332,10 @@ def _comparison_fits(value: dict[str, Any], where: str) -> None:
                 f"not one accuracy and one run per seed ({config['seeds']})")
         for i, run in enumerate(m["runs"]):
             _classes_fit(run, f"models.{role}.runs[{i}]", classes)
+    if "test_images" in value:
+        for at, curve in (("curve_test_images", value.get("curve_test_images")),
+                          ("models.teacher.curve_test_images", models["teacher"].get("curve_test_images"))):
+            require(curve is None or curve <= value["test_images"], at, "more than the test images")
 
 
 COMPARISON = obj({
@@ -338,10 +343,10 @@ COMPARISON = obj({
     "teacher_train_images": nullable(COUNT), "classes": list_of(NAME, 2, 1000),
     "models": obj({"teacher": _TEACHER_ROW, "distilled": _STUDENT_ROW, "scratch": _STUDENT_ROW}),
     "total_seconds": SECONDS,
-}, {"hint": _HINT}, then=_comparison_fits)
+}, {"hint": _HINT, **_CURVE_IMAGES}, then=_comparison_fits)
 
 TEACHER_META = obj({"accuracy": FRACTION, "seconds": SECONDS, "history": CURVES},  # a teacher checkpoint's metadata
-                   {"train_images": nullable(COUNT), "config": anything})
+                   {"train_images": nullable(COUNT), "config": anything, **_CURVE_IMAGES})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -562,3 +567,65 @@ _GPT_SPEC = obj({"n_layer": number(1, 1000, integer=True), "n_head": number(1, 1
 LM_STUDENT_META = obj({"spec": _GPT_SPEC})  # a language model checkpoint's metadata
 LM_TEACHER_META = obj({"spec": _GPT_SPEC, "history": CURVES, "seconds": SECONDS, "val_nats": number(0.0, 1e4)},
                       {"cpu_seconds": nullable(SECONDS), "params": POSITIVE})
+
+
+# ----------------------------------------------------------------------------------------------------
+# The pretrained LLM distilled into tiny students (kd_core.lm.llm_distill), llmkd/results/<key>.json
+
+def _llm_distill_config(**values: Any) -> Any:
+    from kd_core.lm.llm_distill import DistillConfig
+
+    return DistillConfig(**{**values, "methods": tuple(values["methods"])})
+
+
+_DISTILL_METHODS = ("scratch", "token", "sequence", "onpolicy")
+_DISTILL_CONFIG = obj({"corpus": CORPUS_NAME, "methods": list_of(text(choices=_DISTILL_METHODS), 2, 4),
+                       "sample_prompt": text(max_len=2000), "divergence": text(choices=("forward", "reverse", "jsd")),
+                       **{name: number(1, 10_000_000, integer=True) for name in (
+                           "train_tokens", "val_tokens", "top_k", "teacher_chunk", "context", "layers", "heads",
+                           "width", "steps", "batch_size", "prompt_tokens", "sequence_streams", "sequence_tokens",
+                           "pool_size", "pool_every", "seeds", "sample_tokens")},
+                       **{name: FRACTION for name in ("alpha", "beta", "onpolicy_start", "onpolicy_lambda")},
+                       "lr": number(1e-12, 1e3)},
+                      then=_builds(_llm_distill_config, "LLM distillation settings"))
+_PPL = number(1.0, BIG)
+_DISTILL_MODEL = obj({"val_nats": _LOSSES, "val_bits": _LOSSES, "perplexities": list_of(_PPL, 1, 20),
+                      "bits_mean": number(0.0, 1e4), "bits_std": number(0.0, 1e4), "perplexity_mean": _PPL,
+                      "perplexity_std": number(0.0, BIG), "params": POSITIVE, "tokens_per_s": NON_NEGATIVE,
+                      "sample": text(max_len=20_000), "runs": list_of(_LM_RUN, 0, 20)},
+                     {"val_nats_full_vocab": number(0.0, 1e4), "perplexity_full_vocab": number(1.0, BIG)})
+
+
+def _llm_distill_fits(value: dict[str, Any], where: str) -> None:
+    """One model per method (and the teacher), one run and loss per seed, a ratio per distilled method."""
+    config, models = value["config"], value["models"]
+    methods, seeds = config["methods"], config["seeds"]
+    require(set(models) == {"teacher", *methods}, "models", "not the teacher and one model per method")
+    require(len(models["teacher"]["val_nats"]) == 1, "models.teacher.val_nats", "not one teacher loss")
+    for method in methods:
+        m = models[method]
+        require(len(m["runs"]) == len(m["val_nats"]) == len(m["val_bits"]) == len(m["perplexities"]) == seeds,
+                f"models.{method}", f"not one run and one loss per seed ({seeds})")
+    distilled = {m for m in methods if m != "scratch"}
+    require(set(value["ratios"]) == set(value["below_scratch"]) == distilled, "ratios",
+            "not one ratio per distilled method")
+    require(value["winner"] in distilled, "winner", "not a distilled method")
+
+
+LLM_DISTILL_RESULT = obj({
+    "key": KEY, "config": _DISTILL_CONFIG, "corpus_title": text(max_len=2000),
+    "teacher": obj({"name": NAME, "params": POSITIVE, "vocab_size": POSITIVE, "loaded_from": NAME}),
+    "train_tokens": POSITIVE, "val_positions": POSITIVE, "vocab_size": POSITIVE, "full_vocab_size": POSITIVE,
+    "topk": obj({"k": POSITIVE, "coverage": FRACTION, "coverage_in_vocab": FRACTION, "outside_vocab": FRACTION,
+                 "cached": flag, "seconds": SECONDS}),
+    "models": map_of(_DISTILL_MODEL, keys=text(choices=("teacher", *_DISTILL_METHODS)), min_len=3, max_len=5),
+    "ratios": map_of(number(0.0, BIG), keys=text(choices=_DISTILL_METHODS)),
+    "below_scratch": map_of(flag, keys=text(choices=_DISTILL_METHODS)),
+    "every_distilled_below_every_scratch": flag, "winner": text(choices=_DISTILL_METHODS), "verdict": NOTE,
+    "sample_prompt": text(max_len=2000), "sample_seed": COUNT,
+    "sequence": obj({"cached": flag, "seconds": SECONDS, "tokens": COUNT}),
+    "onpolicy": obj({"teacher_tokens": COUNT, "teacher_seconds": SECONDS}),
+    "phases": map_of(SECONDS, keys=text(choices=("load_teacher", "tokenize", "teacher_topk", "teacher_text",
+                                                 "students", "samples_and_speed"))),
+    "total_seconds": SECONDS,
+}, then=_llm_distill_fits)

@@ -19,6 +19,7 @@ from ui.models import (current_or_latest_result, efficiency_rows, measure_latenc
 from ui.state import (PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config_summary, configure_logging,
                       current_config, init_state, lab_settings, reset_settings, run_button_label, setting_widget,
                       share_link, show_cache_problem, show_link_problems, sync_link, tiny)
+from ui.llm_distill import llm_distill_section
 from ui.warm import start_teacher, warm_up
 from ui.widgets import (ROLE_TITLES, chart, curve_note, download_buttons, lesson_panel, noise_verdict, plain,
                         script_download, show_verdict)
@@ -28,7 +29,7 @@ __all__ = [
     "base_preset", "chart", "config_summary", "configure_logging", "current_config",
     "current_or_latest_result", "curve_note", "dataset_label", "dataset_status", "divergence_section", "download_buttons",
     "efficiency_rows",
-    "get_runner", "init_state", "lab_settings", "lesson_panel",
+    "get_runner", "init_state", "lab_settings", "lesson_panel", "llm_distill_section",
     "measure_latency", "noise_verdict", "parts", "plain", "script_download", "require_dataset", "reset_settings", "result_models",
     "run_button_label", "setting_widget", "share_link", "show_cache_problem", "show_link_problems",
     "show_verdict", "start_teacher", "submit", "sync_link", "task_section", "teacher_or_offer", "tiny", "warm_up",

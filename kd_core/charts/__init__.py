@@ -26,8 +26,8 @@ from kd_core.charts.efficiency import PARETO_AXES, efficiency_pareto, finetune_r
 from kd_core.charts.history import HISTORY_METRICS, RUN_COLORS, history_accuracies, history_curves
 from kd_core.charts.lab import (bias_curve, budget_accuracy, budget_gain, omitted_class_accuracy, soft_output_bars,
                                 sweep_heatmap, t2_accuracy, t2_gradients)
-from kd_core.charts.language import (char_label, effective_choices_vs_t, lm_bpc_comparison, lm_training_curves,
-                                     next_char_bars, next_token_bars)
+from kd_core.charts.language import (LLM_METHOD_NAMES, char_label, effective_choices_vs_t, llm_perplexity_bars,
+                                     lm_bpc_comparison, lm_training_curves, next_char_bars, next_token_bars)
 from kd_core.roles import (COLORS, COMPRESS_COLORS, COMPRESS_NAMES, OMITTED_CLASS_NAMES, ROLE_COLORS, ROLE_NAMES,
                                   ROLE_TITLES, ROLES, STUDENTS, TERM_COLORS)
 from kd_core.charts.training import (TEMPERATURE_RANGE, accuracy_comparison, agreement_with_teacher,
@@ -50,7 +50,7 @@ __all__ = [
     "effective_classes",
     "effective_choices_vs_t", "effective_classes_slider", 
     "efficiency_pareto", "events_to_histories", "finetune_recovery", "history_accuracies",
-    "history_curves", "jsd_ends", "kd_flow_dot", "lm_bpc_comparison", "lm_training_curves", "loss_formula_latex",
+    "history_curves", "jsd_ends", "kd_flow_dot", "LLM_METHOD_NAMES", "llm_perplexity_bars", "lm_bpc_comparison", "lm_training_curves", "loss_formula_latex",
     "loss_parts", "mode_fits", "most_similar_pairs",
     "next_char_bars", "next_token_bars",
     "omitted_class_accuracy", "pareto_front", "per_class_accuracy", "similarity_slider", "soft_output_bars",

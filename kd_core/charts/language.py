@@ -95,3 +95,29 @@ def effective_choices_vs_t(view: dict[str, Any]) -> go.Figure:
     fig.update_yaxes(type="log")
     return _layout(fig, "Effective number of next tokens vs T",
                    "temperature T (log scale)", "effective number of tokens (e^entropy, log scale)")
+
+
+LLM_METHOD_NAMES = {"teacher": "teacher (SmolLM2-135M)", "scratch": "scratch", "token": "token-level KD",
+                    "sequence": "sequence-level KD", "onpolicy": "on-policy KD (GKD)"}
+
+
+def llm_perplexity_bars(result: dict[str, Any]) -> go.Figure:
+    """Held-out perplexity of each student method (kd_core.lm.run_distill): mean bars, one dot per seed, log scale."""
+    methods = list(result["config"]["methods"])
+    models = result["models"]
+    names = [LLM_METHOD_NAMES.get(m, m) for m in methods]
+    colors = [COLORS["scratch"] if m == "scratch" else COLORS["distilled"] for m in methods]
+    fig = go.Figure(go.Bar(x=names, y=[models[m]["perplexity_mean"] for m in methods], marker_color=colors,
+                           name="mean over seeds", text=[f"{models[m]['perplexity_mean']:,.0f}" for m in methods],
+                           textposition="inside", insidetextanchor="start", textfont={"color": "white"}))
+    for m, name in zip(methods, names):
+        fig.add_trace(go.Scatter(x=[name] * len(models[m]["perplexities"]), y=models[m]["perplexities"],
+                                 mode="markers", marker={"color": "black", "size": 7}, name="one seed",
+                                 showlegend=m == methods[0]))
+    teacher = models["teacher"]["perplexity_mean"]
+    fig.add_hline(y=teacher, line_dash="dot", line_color=COLORS["teacher"],
+                  annotation_text=f"teacher {teacher:,.1f}", annotation_position="top left")
+    fig.update_yaxes(type="log")
+    seeds = len(models[methods[0]]["perplexities"])
+    return _layout(fig, f"Held-out perplexity of the tiny students (lower is better; {seeds} seed"
+                        f"{'s' if seeds != 1 else ''})", "how the student learned", "perplexity (log scale)")

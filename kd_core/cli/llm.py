@@ -1,4 +1,5 @@
-"""`python -m kd_core llm ...`: a real pretrained LLM's next-token dark knowledge (top-k at T = 1 and T, samples)."""
+"""`python -m kd_core llm ...`: a real pretrained LLM's next-token dark knowledge (top-k at T = 1 and T, samples),
+or with --distill (or --method) that LLM distilled into tiny students, compared (kd_core.lm.llm_distill)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kd_core.cli.common import finish, finite_float, int_at_least, positive_int, table
+from kd_core.cli.common import ProgressPrinter, finish, finite_float, int_at_least, positive_int, table
+
+DISTILLED = ("token", "sequence", "onpolicy")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +29,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     llm.add_argument("--max-new-tokens", type=positive_int, default=30, help="tokens per sample (default 30)")
     llm.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the samples (default 0)")
     llm.add_argument("--json", type=Path, help="write the result as JSON to this path")
+    distill = llm.add_argument_group("distillation", "--distill trains tiny students from the teacher and compares "
+                                     "them with scratch students (the prompt is the one their samples continue)")
+    distill.add_argument("--distill", action="store_true", help="distil the LLM into tiny students (all methods)")
+    distill.add_argument("--method", nargs="+", choices=DISTILLED, help="the distilled methods to compare with "
+                         "scratch (implies --distill; default: all)")
+    distill.add_argument("--seeds", type=positive_int, help="student seeds (default 3)")
+    distill.add_argument("--steps", type=positive_int, help="training steps of every student")
+    distill.add_argument("--divergence", choices=("forward", "reverse", "jsd"), help="D of token and on-policy KD")
+    distill.add_argument("--beta", type=finite_float, help="the JSD's beta (0: forward KL, 1: reverse KL)")
+    distill.add_argument("--alpha", type=finite_float, help="weight of the soft (teacher) term, 0..1")
+    distill.add_argument("--tiny", action="store_true", help="a run of seconds (small corpus and students)")
+    distill.add_argument("--no-cache", action="store_true",
+                         help="recompute the result (the teacher's cached logits and texts are still used)")
 
 
 def read_prompt(args: argparse.Namespace) -> str:
@@ -59,10 +75,67 @@ def format_table(view: dict[str, Any], samples: dict[str, Any] | None) -> str:
     return table(columns, rows, notes)
 
 
+def distill_config(args: argparse.Namespace):
+    """The DistillConfig the flags describe (PretrainedError for a bad prompt, ValueError for a bad value)."""
+    from kd_core.lm.llm_distill import TINY, DistillConfig
+
+    cfg = DistillConfig().replace(**TINY) if args.tiny else DistillConfig()
+    changes: dict[str, Any] = {}
+    if args.prompt is not None or args.prompt_file is not None:
+        changes["sample_prompt"] = read_prompt(args)
+    if args.method:
+        changes["methods"] = ("scratch", *dict.fromkeys(args.method))
+    for flag in ("seeds", "steps", "divergence", "beta", "alpha"):
+        if getattr(args, flag) is not None:
+            changes[flag] = getattr(args, flag)
+    return cfg.replace(**changes)
+
+
+def format_comparison(result: dict[str, Any]) -> str:
+    """The distillation comparison as a plain-text table, then the verdict, the top-k coverage and the samples."""
+    columns = [("model", 9), ("perplexity (mean ± std)", 24), ("bits/token", 10), ("vs scratch", 10), ("seeds", 5),
+               ("params", 12), ("tokens/s", 8)]
+    rows = []
+    for name, m in result["models"].items():
+        ratio = result["ratios"].get(name)
+        rows.append((name, f"{m['perplexity_mean']:,.1f} ± {m['perplexity_std']:,.1f}", f"{m['bits_mean']:.3f}",
+                     f"{ratio:.3f}" if ratio is not None else ("1" if name == "scratch" else ""),
+                     len(m["val_nats"]), f"{m['params']:,}", f"{m['tokens_per_s']:.0f}"))
+    top, teacher = result["topk"], result["models"]["teacher"]
+    below = ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in result["below_scratch"].items())
+    notes = [f"held-out: {result['val_positions']:,} tokens; students' vocabulary: the corpus's "
+             f"{result['vocab_size']:,} of the teacher's {result['full_vocab_size']:,} tokens (the teacher's "
+             f"perplexity renormalised over them; over its whole vocabulary {teacher['perplexity_full_vocab']:,.1f})",
+             f"teacher's top-{top['k']} covers {top['coverage']:.1%} of its probability mass (mean over positions), "
+             f"{top['coverage_in_vocab']:.1%} within the students' vocabulary; the rest is one 'other' bucket",
+             f"every seed below every scratch seed: {below}",
+             result["verdict"],
+             f"total {result['total_seconds']:.0f} s ("
+             + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in result["phases"].items()) + ")",
+             f"\nsamples after {result['sample_prompt']!r} (seed {result['sample_seed']}):"]
+    notes += [f"{name:>9}: {result['sample_prompt']}{m['sample']}" for name, m in result["models"].items()]
+    return table(columns, rows, notes)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    """Distil the LLM as the flags say, with progress on stderr; print the comparison, write JSON if asked."""
+    from kd_core.lm.llm_distill import run_distill as run_it
+
+    cfg = distill_config(args)
+    print(f"distilling into {cfg.layers}-layer width-{cfg.width} students: {', '.join(cfg.methods)}; "
+          f"{cfg.divergence}{f' beta={cfg.beta:g}' if cfg.divergence == 'jsd' else ''}, alpha={cfg.alpha:g} (weight "
+          f"of the teacher's soft targets), {cfg.seeds} seed(s)", file=sys.stderr)
+    result = run_it(cfg, on_event=ProgressPrinter(), use_cache=not args.no_cache)
+    return finish(result, format_comparison(result), args.json)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the teacher's next-token view of the prompt (and samples); PretrainedError exits 2 with its message."""
+    """Print the teacher's next-token view of the prompt (and samples), or with --distill/--method the distillation
+    comparison; PretrainedError exits 2 with its message."""
     from kd_core.lm.pretrained import next_tokens, sample, teacher_info
 
+    if args.distill or args.method:
+        return run_distill(args)
     prompt = read_prompt(args)
     info = teacher_info()
     print(f"{info['name']}: {info['params']:,} parameters, vocabulary {info['vocab_size']:,}; loaded from "
