@@ -214,11 +214,11 @@ def test_compare_page_offers_the_csv_and_the_json(fresh_app):
     at.switch_page("app_pages/compare.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    buttons = at.get("download_button")
+    buttons = [b for b in at.get("download_button") if b.key != "compare-script"]  # the script: tests/test_standalone.py
     assert [b.proto.label for b in buttons] == ["Table (CSV)", "Everything (JSON)"]
     assert [b.key for b in buttons] == [f"dl-comparison-{result['key']}-csv", f"dl-comparison-{result['key']}-json"]
     assert [Path(b.proto.url).suffix for b in buttons] == [".csv", ".json"]
     assert all(b.proto.ignore_rerun for b in buttons)  # a download does not re-run the page
     configs = [json.loads(chart.proto.config) for chart in at.get("plotly_chart")]
-    assert len(configs) == 3 and {c["toImageButtonOptions"]["format"] for c in configs} == {"png"}
+    assert len(configs) == 4 and {c["toImageButtonOptions"]["format"] for c in configs} == {"png"}  # + the confusion cells
     assert configs[0]["toImageButtonOptions"]["filename"].startswith("kd-lab-test-accuracy-of-the-three-models")

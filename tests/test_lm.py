@@ -193,8 +193,8 @@ def test_language_page_loads_runs_tiny_and_shows_comparison_samples_and_next_cha
     _clean(at)
     assert at.title[0].value.startswith("Language models")
     labels = [s.label for s in at.slider]
-    assert labels[0].startswith("Distance between the teacher's two modes")  # the forward/reverse KL toy
-    assert labels[1:] == ["Temperature T", "alpha (weight of the teacher's soft targets)", "Student steps", "Seeds"]
+    assert labels[:3] == ["beta (JSD only)", "Seeds", "Distance between the teacher's two modes (in mode widths)"]
+    assert labels[3:] == ["Temperature T", "alpha (weight of the teacher's soft targets)", "Student steps", "Seeds"]
     assert any("Forward vs reverse KL" in s.value for s in at.subheader)
     assert at.radio(key="lm_source").label == "Text to learn" and at.radio(key="lm_method").value == "forward"
     assert "standard library" in " ".join(c.value for c in at.caption)

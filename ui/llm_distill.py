@@ -39,7 +39,11 @@ def llm_distill_section() -> None:
                           "as beta approaches either end (see the toy above).")
     seeds = c3.slider("Seeds", 1, 3, base.seeds, key="llmkd_seeds")
     cfg = base.replace(divergence=divergence, beta=beta if divergence == "jsd" else base.beta, seeds=seeds)
-    task = lm.distill_task(cfg)
+    try:
+        task = lm.distill_task(cfg)  # its key names the teacher's file
+    except lm.PretrainedError as exc:
+        st.warning(f"The pretrained teacher is not available here, so it cannot be distilled: {plain(exc)}")
+        return
     result = task_section(task, None, f"Distil SmolLM2 ({seeds} seed{'s' if seeds != 1 else ''} × 4 students)",
                           "llmkd-run", offer="" if tiny() else
                           f"The first run takes about {COLD_MINUTES} minutes on a 2-core CPU: the teacher reads the "

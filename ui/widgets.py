@@ -79,6 +79,8 @@ def wide_and_narrow(key: str) -> tuple[Any, Any]:
     For what cannot shrink to a phone's width (a wide diagram, a one-line formula): the page fills both, and
     the browser shows one (a CSS media query on the containers' keys), with no script run when the width changes.
     """
+    if not re.fullmatch(r"[a-z0-9-]+", key):
+        raise ValueError(f"a wide_and_narrow key is lower-case letters, digits and hyphens, not {key!r}")
     st.html(f"<style>@media (max-width: {NARROW_PX}px) {{ .st-key-{key}-wide {{ display: none; }} }}"
             f"@media (min-width: {NARROW_PX + 1}px) {{ .st-key-{key}-narrow {{ display: none; }} }}</style>")
     return st.container(key=f"{key}-wide"), st.container(key=f"{key}-narrow")
