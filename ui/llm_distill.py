@@ -12,8 +12,8 @@ from ui.lifecycle import again_button, task_section
 from ui.state import tiny
 from ui.widgets import chart, plain
 
-# measured by bench/llm_distill.py on this project's 2-core CPU while other work shared it (see README)
-COLD_MINUTES, WARM_MINUTES = 9, 2.5
+# measured by bench/llm_distill.py on this project's idle 2-core CPU (see README): 267 s cold, 138 s warm
+COLD_MINUTES, WARM_MINUTES = 4.5, 2.5
 
 
 def llm_distill_section() -> None:
