@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.appserver import ROOT, free_port, start_app, wait_healthy
+from tests.appserver import ROOT, serving
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, EXCEPTION, draw_seven, settle
 
 SHOTS = ROOT / "test-artifacts" / "layout"
@@ -66,20 +66,8 @@ TABLES = """() => [...document.querySelectorAll('[data-testid="stMainBlockContai
 @pytest.fixture()
 def server(tmp_path):
     """The app's server as `make run` starts it, with a private cache and the tiny config; killed at the end."""
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = start_app(port, {"KD_LAB_CACHE_DIR": str(tmp_path / "cache"), "KD_LAB_TINY": "1"}, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_healthy(url, proc)
-        except RuntimeError as exc:
-            pytest.fail(f"{exc}:\n{(tmp_path / 'server.log').read_text()}")
+    with serving({"KD_LAB_CACHE_DIR": str(tmp_path / "cache"), "KD_LAB_TINY": "1"}, tmp_path / "server.log") as (url, _):
         yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def open_page(page, url: str, path: str) -> None:
