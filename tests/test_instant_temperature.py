@@ -194,6 +194,20 @@ def test_temperature_page_shows_the_warm_up_teachers_progress_beside_your_own_sc
 
 
 @pages
+def test_a_page_opened_before_the_warm_up_submits_its_teacher_waits_for_it_instead_of_offering_one(monkeypatch):
+    from ui import warm
+
+    monkeypatch.setattr(warm, "pending", lambda: True)  # the server's first seconds: data loading, nothing submitted
+    at = open_page(TEMPERATURE_PAGE)
+    assert own_chart_title(at)
+    assert any("training in the background (getting it ready)" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "train-teacher-offer"] and not at.info
+    monkeypatch.setattr(warm, "pending", lambda: False)  # submitted (or nothing to submit): the usual offer
+    at.run()
+    assert at.button(key="train-teacher-offer")
+
+
+@pages
 def test_temperature_page_with_a_teacher_marks_the_chosen_image_and_starts_the_sliders_at_t():
     from kd_core.data import load_dataset
     from kd_core.experiment import teacher_task

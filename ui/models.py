@@ -9,6 +9,7 @@ import streamlit as st
 from kd_core.config import RunConfig
 from kd_core.data import DatasetError
 from ui.lifecycle import task_section
+from ui.warm import wait_for_warm_up
 from ui.widgets import ROLE_TITLES
 
 
@@ -73,10 +74,13 @@ def _teacher_outputs(key: str, _cfg: RunConfig, _dataset) -> dict[str, Any]:
 
 def teacher_or_offer(cfg: RunConfig, dataset, offer: str, running: str, draw: Callable[[Any], None] | None = None,
                      button_key: str = "train-teacher-offer") -> dict[str, Any] | None:
-    """The teacher's outputs, or its training's lifecycle (task_section: `offer` and a button, or live progress)."""
+    """The teacher's outputs, or its training's lifecycle (task_section: `offer` and a button, or live progress);
+    while the server's warm-up is still submitting its teacher, only `running` (that teacher may be this one)."""
     from kd_core.experiment import teacher_task
 
     outputs = teacher_outputs(cfg, dataset)
+    if outputs is None and wait_for_warm_up(running.format(label="getting it ready")):
+        return None
     if outputs is None and task_section(teacher_task(cfg, dataset), draw, "Train the teacher", button_key,
                                         running=running, offer=offer) is not None:
         outputs = teacher_outputs(cfg, dataset)  # trained just now by this server

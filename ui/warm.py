@@ -12,10 +12,34 @@ import threading
 
 import streamlit as st
 
-from ui.lifecycle import get_runner
+from ui.lifecycle import POLL_SECONDS, get_runner
 from ui.state import base_preset
 
 log = logging.getLogger("kd_lab")
+
+
+def pending() -> bool:
+    """True while a served app's warm-up is still loading the data and submitting its teacher (its first seconds)."""
+    return st.context.url is not None and start_teacher().is_alive()
+
+
+def wait_for_warm_up(note: str) -> bool:
+    """While pending(): say `note` and redraw the page once the warm-up has submitted its teacher; True then.
+
+    Without it, a page opened in the server's first seconds would offer to train a teacher that is about to start,
+    and would not notice when it does.
+    """
+    if not pending():
+        return False
+    st.caption(note)
+
+    @st.fragment(run_every=POLL_SECONDS)
+    def poll() -> None:
+        if not pending():
+            st.rerun()
+
+    poll()
+    return True
 
 
 def warm_up() -> None:
