@@ -10,6 +10,8 @@ Events with one overall fraction for the whole task. Light: no torch import, so 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -48,28 +50,43 @@ class Tracker:
     A unit is whatever the task counts its work in: optimisation steps for the image tasks, an
     estimated cost for the language models. `watch` gives one training run's progress callback,
     `trained` counts its units when it ends, `part` announces a finished piece of the result and
-    `stage` a step named in words.
+    `stage` a step named in words. Runs may train at the same time (in threads): the fraction counts
+    every watched run's share until `trained` names it.
     """
 
     def __init__(self, report: Report | None, total: float) -> None:
         self.report, self.total, self.done = report, max(float(total), 1e-12), 0.0
+        self._live: dict[int, float] = {}   # units done so far by each watched run that has not ended
+        self._lock = threading.Lock()
+        self._runs = itertools.count()
 
     def fraction(self, extra: float = 0.0) -> float:
-        """The overall fraction with `extra` units of the current run done."""
-        return min(1.0, (self.done + extra) / self.total)
+        """The overall fraction with `extra` units more than the ended and the live runs have done."""
+        return min(1.0, (self.done + sum(self._live.values()) + extra) / self.total)
 
     def watch(self, phase: str, seed: int | None, step: str = "",
               units: float | None = None) -> Callable[[Progress], None]:
         """A progress callback for one training run worth `units` (default: its own step count)."""
+        run = next(self._runs)
+
         def on_progress(p: Progress) -> None:
+            with self._lock:
+                self._live[run] = p.step / max(p.steps, 1) * (p.steps if units is None else units)
+                event = Event(phase, seed, p, self.fraction(), step)
             if self.report is not None:
-                share = p.step / max(p.steps, 1) * (p.steps if units is None else units)
-                self.report(Event(phase, seed, p, self.fraction(share), step))
+                self.report(event)
+        on_progress.run = run  # type: ignore[attr-defined]  # what `trained` ends
         return on_progress
 
-    def trained(self, units: float) -> None:
-        """Count a finished training run's units."""
-        self.done += units
+    def trained(self, units: float, run: Callable[[Progress], None] | None = None) -> None:
+        """Count a finished training run's units; it ends the run `run` (a callback from watch), or every live
+        run when None (runs one after another)."""
+        with self._lock:
+            if run is None:
+                self._live.clear()
+            else:
+                self._live.pop(getattr(run, "run", -1), None)
+            self.done += units
 
     def part(self, step: str, payload: dict[str, Any]) -> None:
         """Announce a finished part of the result."""

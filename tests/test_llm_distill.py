@@ -218,6 +218,38 @@ def test_the_tiny_run_compares_every_method_and_is_cached(tiny):
     assert isinstance(text, str)
 
 
+def test_students_trained_side_by_side_get_exactly_the_numbers_they_get_one_after_another(tiny, monkeypatch):
+    cfg = tiny_cfg(seeds=2)
+    results = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(llm_distill, "student_workers", lambda students, n=workers: n)
+        events = []
+        results[workers] = run_distill(cfg, on_event=events.append, use_cache=False)
+        overall = [e.overall for e in events]
+        assert overall[-1] == pytest.approx(1.0) and all(0 <= f <= 1 for f in overall)
+    for method in cfg.methods:
+        one, two = (results[w]["models"][method] for w in (1, 2))
+        assert one["val_nats"] == two["val_nats"] and one["sample"] == two["sample"]
+        assert [r["seed"] for r in two["runs"]] == [0, 1]
+    assert results[1]["onpolicy"]["teacher_tokens"] == results[2]["onpolicy"]["teacher_tokens"]
+
+
+def test_one_failing_student_stops_the_others_and_the_run_fails(tiny, monkeypatch):
+    trained = []
+    original = llm_distill.train_student
+
+    def flaky(model, data, cfg, seed, targets=None, onpolicy=None, on_progress=None, should_stop=None):
+        if targets is not None and onpolicy is None:  # the token method fails at once
+            raise RuntimeError("disk on fire")
+        trained.append(seed)
+        return original(model, data, cfg, seed, targets, onpolicy, on_progress, should_stop)
+
+    monkeypatch.setattr(llm_distill, "train_student", flaky)
+    monkeypatch.setattr(llm_distill, "student_workers", lambda students: 2)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        run_distill(tiny_cfg(steps=400, methods=("scratch", "token")), use_cache=False)
+
+
 def test_a_damaged_result_is_rejected_and_recomputed(tiny):
     cfg = tiny_cfg(methods=("scratch", "token"))
     result = run_distill(cfg)

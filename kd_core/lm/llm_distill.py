@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import math
 import statistics
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,14 +34,15 @@ from kd_core.config import checked_replace
 from kd_core.lm import teacher_passes as passes
 from kd_core.lm.corpus import corpus_title, load_text
 from kd_core.lm.model import CharGPT, GPTSpec, build_model, generate, validation_loss
-from kd_core.lm.pretrained import MAX_NEW_TOKENS, check_prompt, load_teacher, sample, teacher_info
-from kd_core.lm.threads import torch_threads
+from kd_core.lm.pretrained import MAX_NEW_TOKENS, file_hash, check_prompt, load_teacher, sample, teacher_info
+from kd_core.lm.threads import student_workers, torch_threads
 from kd_core.lm.topk import TopK, coverage, restricted, topk_kd_loss
+from kd_core.lm.training import fit
 from kd_core.lm.vocab import TokenCorpus, decode, encode_prompt, token_corpus
 from kd_core.losses import divergence_kd_loss
 from kd_core.models import count_params
 from kd_core.tasks import Event, Task, Tracker
-from kd_core.train import CURVE_POINTS, Progress, TrainingCancelled
+from kd_core.train import Progress, TrainingCancelled
 
 METHODS = {"scratch": "cross-entropy on the text, no teacher",
            "token": "token-level KD from the teacher's cached top-k logits",
@@ -133,7 +136,7 @@ def _fingerprint(corpus: str) -> str:
 
 def _teacher_file_key(cfg: DistillConfig) -> dict[str, Any]:
     """What the teacher's passes over the corpus depend on: the model file, the text and the slice."""
-    return {"teacher": passes.teacher_key(), "data": _fingerprint(cfg.corpus), "corpus": cfg.corpus,
+    return {"teacher": file_hash(), "data": _fingerprint(cfg.corpus), "corpus": cfg.corpus,
             "train_tokens": cfg.train_tokens, "val_tokens": cfg.val_tokens}
 
 
@@ -304,50 +307,23 @@ class OnPolicy:
 def train_student(model: CharGPT, data: torch.Tensor, cfg: DistillConfig, seed: int, targets: TopK | None = None,
                   onpolicy: OnPolicy | None = None, on_progress: Callable[[Progress], None] | None = None,
                   should_stop: Callable[[], bool] | None = None) -> dict[str, list]:
-    """Train `model` in place with AdamW on random windows of `data` (restricted ids) drawn from `seed` alone, so
-    students of one seed see the same text in the same order: cross-entropy, or topk_kd_loss when `targets`
-    (the teacher's top-k at each position of `data`) are given; `onpolicy` replaces some batches by its own.
-    Returns the loss history; raises TrainingCancelled when should_stop() is True."""
-    length, steps = cfg.context, cfg.steps
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 20)
-                                                 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / steps))))
-    generator = torch.Generator().manual_seed(seed)
-    epochs = round(steps * cfg.batch_size * length / len(data), 2)
-    report_every = max(1, steps // CURVE_POINTS)
-    history: dict[str, list] = {"step": [], "epoch": [], "loss": [], "hard": [], "soft": []}
-    sums, count, start = torch.zeros(3), 0, time.perf_counter()
-    model.train()
-    for step in range(1, steps + 1):
-        if should_stop is not None and should_stop():
-            raise TrainingCancelled()
-        offsets = torch.randint(0, len(data) - length - 1, (cfg.batch_size,), generator=generator)
+    """Train `model` in place (kd_core.lm.training.fit, AdamW on random windows of `data` in restricted ids drawn
+    from `seed` alone): cross-entropy, or topk_kd_loss when `targets` (the teacher's top-k at each position of
+    `data`) are given; `onpolicy` replaces some batches by its own. Returns the loss history."""
+    length = cfg.context
+
+    def batch_loss(step: int, offsets: torch.Tensor):
+        """The loss of batch `step`: on-policy where it says so, else the windows of `data` at `offsets`."""
         if onpolicy is not None and onpolicy.uses(step):
-            parts = onpolicy.loss(model, step)
-        else:
-            positions = (offsets[:, None] + torch.arange(length)).reshape(-1)
-            x, y = data[positions].view(-1, length), data[positions + 1]
-            logits = model(x).reshape(len(positions), -1)
-            parts = (divergence_kd_loss(logits, None, y, 1.0, 0.0) if targets is None else
-                     topk_kd_loss(logits, targets.rows(positions), y, cfg.alpha, cfg.divergence, cfg.beta))
-        optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        sums += torch.stack([parts.total.detach(), parts.hard.detach(), parts.soft.detach()])
-        count += 1
-        if step % report_every == 0 or step == steps:
-            loss, hard, soft = (sums / count).tolist()
-            for name, value in (("step", step), ("epoch", epochs * step / steps), ("loss", loss), ("hard", hard),
-                                ("soft", soft)):
-                history[name].append(value)
-            if on_progress is not None:
-                on_progress(Progress(step, steps, epochs * step / steps, epochs, loss, hard, soft, train_acc=None,
-                                     test_acc=None, elapsed=time.perf_counter() - start))
-            sums, count = torch.zeros(3), 0
-    model.eval()
-    return history
+            return onpolicy.loss(model, step)
+        positions = (offsets[:, None] + torch.arange(length)).reshape(-1)
+        x, y = data[positions].view(-1, length), data[positions + 1]
+        logits = model(x).reshape(len(positions), -1)
+        return (divergence_kd_loss(logits, None, y, 1.0, 0.0) if targets is None else
+                topk_kd_loss(logits, targets.rows(positions), y, cfg.alpha, cfg.divergence, cfg.beta))
+
+    return fit(model, batch_loss, tokens=len(data), length=length, steps=cfg.steps, batch_size=cfg.batch_size,
+               lr=cfg.lr, seed=seed, on_progress=on_progress, should_stop=should_stop)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -434,26 +410,48 @@ def _run(cfg: DistillConfig, key: str, on_event: Callable[[Event], None] | None,
     students: dict[str, CharGPT] = {}
     onpolicy_tokens, onpolicy_seconds = 0, 0.0
     with torch_threads():
-        for seed in range(cfg.seeds):
-            initial = build_model(cfg.spec(), data.vocab.size, 1000 + seed).state_dict()
-            for method in cfg.methods:
-                model = CharGPT(cfg.spec(), data.vocab.size)
-                model.load_state_dict(initial)
-                onpolicy = OnPolicy(cfg, teacher, data, seed) if method == "onpolicy" else None
-                text = sequences.reshape(-1) if method == "sequence" and sequences is not None else data.train
-                run_started = time.perf_counter()
-                history = train_student(model, text, cfg, 1000 + seed,
-                                        targets if method in ("token", "onpolicy") else None, onpolicy,
-                                        tracker.watch(method, seed, units=cfg.steps * STUDENT_STEP_S), should_stop)
-                tracker.trained(cfg.steps * STUDENT_STEP_S)
-                if onpolicy is not None:
-                    onpolicy_tokens += onpolicy.teacher_tokens
-                    onpolicy_seconds += onpolicy.teacher_seconds
-                runs[method].append({"seed": seed, "val_nats": validation_loss(model, data.val),
-                                     "seconds": time.perf_counter() - run_started, "history": history,
-                                     "initial_norm": float(initial["tok.weight"].norm())})
-                if seed == 0:
-                    students[method] = model
+        initial = {seed: build_model(cfg.spec(), data.vocab.size, 1000 + seed).state_dict()
+                   for seed in range(cfg.seeds)}
+        plan = [(seed, method) for seed in range(cfg.seeds) for method in cfg.methods]
+
+        def train_one(seed: int, method: str) -> tuple[CharGPT, dict[str, Any], OnPolicy | None]:
+            """One student of `method` from seed `seed`'s start, trained and scored on the held-out tokens."""
+            model = CharGPT(cfg.spec(), data.vocab.size)
+            model.load_state_dict(initial[seed])
+            onpolicy = OnPolicy(cfg, teacher, data, seed) if method == "onpolicy" else None
+            text = sequences.reshape(-1) if method == "sequence" and sequences is not None else data.train
+            run_started, watch = time.perf_counter(), tracker.watch(method, seed, units=cfg.steps * STUDENT_STEP_S)
+            history = train_student(model, text, cfg, 1000 + seed,
+                                    targets if method in ("token", "onpolicy") else None, onpolicy, watch, stopped)
+            tracker.trained(cfg.steps * STUDENT_STEP_S, watch)
+            return model, {"seed": seed, "val_nats": validation_loss(model, data.val),
+                           "seconds": time.perf_counter() - run_started, "history": history,
+                           "initial_norm": float(initial[seed]["tok.weight"].norm())}, onpolicy
+
+        failed = threading.Event()   # one student failed or the user stopped: the others stop at their next step
+        stopped = lambda: failed.is_set() or should_stop()  # noqa: E731
+
+        def guarded(job: tuple[int, str]) -> tuple[CharGPT, dict[str, Any], OnPolicy | None]:
+            """train_one, telling the other students to stop when it fails."""
+            try:
+                return train_one(*job)
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(student_workers(len(plan)), thread_name_prefix="kd-llm-student") as pool:
+            futures = [pool.submit(guarded, job) for job in plan]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:  # the failure itself, not the stops it caused in the other students
+            raise next((e for e in errors if not isinstance(e, TrainingCancelled)), errors[0])
+        outcomes = [f.result() for f in futures]   # in plan order
+        for (seed, method), (model, run, onpolicy) in zip(plan, outcomes):
+            runs[method].append(run)
+            if onpolicy is not None:
+                onpolicy_tokens += onpolicy.teacher_tokens
+                onpolicy_seconds += onpolicy.teacher_seconds
+            if seed == 0:
+                students[method] = model
         phases["students"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         tracker.stage("samples and speed")

@@ -74,7 +74,7 @@ READY_PROMPTS: dict[str, str] = {   # label -> prompt; SmolLM2's top tokens at T
 }
 
 _VISIBLE = {" ": "\u2423", "\n": "\u23ce", "\t": "\u21e5", "\r": "\u240d"}   # ␣ ⏎ ⇥ ␍
-_inference_lock = threading.Lock()    # one forward pass at a time: concurrent ones only slow each other down
+INFERENCE_LOCK = threading.Lock()    # one forward pass at a time: concurrent ones only slow each other down
 _hash_lock = threading.Lock()
 _hashes: dict[tuple[str, int, int], str] = {}
 
@@ -156,6 +156,12 @@ def _file_key(path: Path) -> tuple[str, int, int]:
     resolved = path.resolve()
     st = resolved.stat()
     return str(resolved), st.st_size, st.st_mtime_ns
+
+
+def file_hash(path: Path | str | None = None) -> str:
+    """sha256 of the teacher's GGUF (`path`, or the installed one; once per file and process): what identifies the
+    teacher in cache keys."""
+    return _content_hash(_file_key(_resolve_file(path)))
 
 
 def _content_hash(key: tuple[str, int, int]) -> str:
@@ -252,7 +258,7 @@ def _load_gguf(transformers, gguf: Path) -> tuple[Any, Any]:
 def _warm_up(tokenizer, model) -> None:
     """One tiny forward pass, so the first view does not pay for torch's lazy set-up."""
     ids = _encode(tokenizer, "Hi", limit=None) or [0]
-    with _inference_lock, torch_threads(LLM_THREADS), torch.inference_mode():
+    with INFERENCE_LOCK, torch_threads(LLM_THREADS), torch.inference_mode():
         model(input_ids=torch.tensor([ids]))
 
 
@@ -489,7 +495,7 @@ def next_token_logits(prompt: str, path: Path | str | None = None) -> torch.Tens
 def _logits(key: tuple[str, int, int], text: str) -> torch.Tensor:
     teacher = _load(key)
     ids = _encode(teacher.tokenizer, text, limit=teacher.info["context"] - 1)
-    with _inference_lock, torch_threads(LLM_THREADS), torch.inference_mode():
+    with INFERENCE_LOCK, torch_threads(LLM_THREADS), torch.inference_mode():
         return teacher.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
 
 
@@ -582,7 +588,7 @@ def sample(prompt: str, temperature: float, n: int = 3, max_new_tokens: int = 30
 
     def forward(input_ids: torch.Tensor) -> torch.Tensor:
         # the lock is taken per step, so other sessions' next-token views slip in between the steps
-        with _inference_lock:
+        with INFERENCE_LOCK:
             return model(input_ids=input_ids, cache=cache, use_cache=True).logits[:, -1].float()
 
     with torch_threads(LLM_THREADS), torch.inference_mode():

@@ -32,14 +32,9 @@ Done = Callable[[int, int], None]   # (units done, units in all) of a pass, for 
 NO_STOP: Callable[[], bool] = lambda: False
 
 
-def teacher_key(path: Path | str | None = None) -> str:
-    """What identifies the teacher in cache keys: the sha256 of its GGUF file (computed once per process)."""
-    return pretrained._content_hash(pretrained._file_key(pretrained._resolve_file(path)))
-
-
 def _forward(model: Any, ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
     """The teacher's logits (batch, length, vocab) for full ids (batch, length), under its lock."""
-    with pretrained._inference_lock:
+    with pretrained.INFERENCE_LOCK:
         if cache is None:
             return model(input_ids=ids).logits.float()
         return model(input_ids=ids, cache=cache, use_cache=True).logits.float()

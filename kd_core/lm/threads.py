@@ -1,7 +1,9 @@
-"""How many torch threads the language models run with: one, restored for the image jobs afterwards."""
+"""How many torch threads the language models run with (one, restored for the image jobs afterwards), and how
+many of them train side by side."""
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -9,6 +11,7 @@ from typing import Iterator
 import torch
 
 LM_THREADS = 1  # these models are tiny: one torch thread beats two (measured 2-10x faster on a 2-core machine)
+MAX_STUDENT_WORKERS = 4  # beyond this Python's GIL (each step's Python code) eats the gain
 
 _threads_lock = threading.Lock()
 _threads_state = {"depth": 0, "before": 1}
@@ -30,3 +33,10 @@ def torch_threads(n: int = LM_THREADS) -> Iterator[None]:
             _threads_state["depth"] -= 1
             if _threads_state["depth"] == 0:
                 torch.set_num_threads(_threads_state["before"])
+
+
+def student_workers(students: int) -> int:
+    """How many independent one-thread students train at once: one per core this process may use (so a 2-core
+    machine uses both), at most MAX_STUDENT_WORKERS and `students`. Each student's numbers do not depend on it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_STUDENT_WORKERS, students))
