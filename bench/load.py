@@ -524,10 +524,15 @@ def main() -> int:
         start = log_text.find("Traceback (most recent call last)")
         out["server"]["first_traceback"] = log_text[start:start + 3000]
     watchdog.cancel()
+    return emit(out, args.out)
+
+
+def emit(out: dict, path: Path | None) -> int:
+    """Print a load report as JSON (and write it to `path` when given); exit status 0 when it passed."""
     text = json.dumps(out, indent=1)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    if path:
+        path.write_text(text + "\n")
     return 0 if out["passed"] else 1
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import sys
@@ -49,7 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.load import Sampler, job_lines, spread  # noqa: E402  (one /proc sampler for both load benchmarks)
+from bench.load import Sampler, emit, job_lines, spread  # noqa: E402  (one /proc sampler for both load benchmarks)
 from tests.appserver import cpu_seconds, free_port, start_app, wait_healthy  # noqa: E402
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (one set of flags)
 
@@ -479,12 +478,7 @@ def main() -> int:
         log_text = log_path.read_text(errors="replace")
     extra["load_average_after"] = list(os.getloadavg())
     extra["wall_s"] = round(time.monotonic() - wall, 1)
-    out = report(args, stats, chromium, sampler, log_text, extra)
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0 if out["passed"] else 1
+    return emit(report(args, stats, chromium, sampler, log_text, extra), args.out)
 
 
 if __name__ == "__main__":

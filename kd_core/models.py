@@ -86,6 +86,17 @@ def count_params(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def _forward_one_image(model: nn.Module, modules: list[nn.Module], hook: Callable[..., None]) -> None:
+    """One 28x28 zero image through `model` with `hook` on each of `modules` (removed afterwards)."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 1, 28, 28))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def flops_per_image(model: nn.Module) -> int:
     """Forward FLOPs for one 28x28 image, counting 2 per multiply-add in conv and linear layers (plus biases)."""
     total = 0
@@ -98,13 +109,7 @@ def flops_per_image(model: nn.Module) -> int:
         elif isinstance(module, nn.Linear):
             total += output.numel() * (2 * module.in_features + (module.bias is not None))
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, 1, 28, 28))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _forward_one_image(model, [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))], count)
     return total
 
 
@@ -116,13 +121,7 @@ def activation_bytes(model: nn.Module) -> int:
         nonlocal largest
         largest = max(largest, output.numel() * output.element_size())
 
-    hooks = [m.register_forward_hook(measure) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, 1, 28, 28))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _forward_one_image(model, [m for m in model.modules() if not list(m.children())], measure)
     return largest
 
 

@@ -313,6 +313,17 @@ def test_unwritable_cache_folder_is_reported_once_and_runs_work(tmp_path, monkey
         assert not (folder.is_dir() and list(folder.rglob("*.tmp"))), name   # no temp file left behind
 
 
+def run_demo(at) -> None:
+    """Press Home's run button and rerun the page until the demo says Done, with no exception or error on the way."""
+    at.button(key="home-run").click().run()
+    deadline = time.monotonic() + 90
+    while not any("Done" in s.value for s in at.success):
+        assert time.monotonic() < deadline, "the demo did not finish"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception and not at.error
+
+
 def test_app_says_once_that_the_cache_is_unwritable_and_the_demo_still_runs(fresh_app, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -323,13 +334,7 @@ def test_app_says_once_that_the_cache_is_unwritable_and_the_demo_still_runs(fres
     assert not at.exception and not at.error
     [warning] = [w.value for w in at.warning if "cache folder" in w.value]
     assert "not writable" in warning and "not kept" in warning
-    at.button(key="home-run").click().run()
-    deadline = time.monotonic() + 90
-    while not any("Done" in s.value for s in at.success):
-        assert time.monotonic() < deadline, "the demo did not finish"
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception and not at.error
+    run_demo(at)
     assert not [w for w in at.warning if "cache folder" in w.value]   # said once, not on every rerun
 
 
@@ -363,13 +368,7 @@ def test_a_disk_that_fills_up_mid_run_is_told_once_to_the_session_that_ran_it(fr
     monkeypatch.setattr(os, "fsync", full_once_the_teacher_is_saved)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception and not at.error and not at.warning   # the disk still had room when the page opened
-    at.button(key="home-run").click().run()
-    deadline = time.monotonic() + 90
-    while not any("Done" in s.value for s in at.success):
-        assert time.monotonic() < deadline, "the demo did not finish"
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception and not at.error
+    run_demo(at)
     [told] = [w.value for w in at.warning if "could not be saved" in w.value]
     assert os.strerror(errno.ENOSPC) in told and "computed again next time" in told
     assert any(t.startswith(COMPARISON) for t in plotly_titles(at))        # the result is shown all the same
