@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import cpu_model  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -28,14 +29,6 @@ from kd_core.train import configure_threads  # noqa: E402
 
 MODELS = ("keras-teacher", "keras-student", "classroom-teacher", "tiny-mlp")
 BATCHES = (32, 64, 128, 256, 1024)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or the platform's processor string)."""
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def training_seconds(model: torch.nn.Module, images: torch.Tensor, steps: int, batch: int = 32) -> float:

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STARTED = time.perf_counter()
 sys.path.insert(0, str(ROOT / "bench"))
 
-from llm_view import cpu_model, rounded  # noqa: E402
+from llm_view import rounded  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 
 def child() -> dict:

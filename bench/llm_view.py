@@ -24,18 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # noqa: E402  (bench/ is this script's folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 STARTED = time.perf_counter()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def child(prompt: str, throughput: bool) -> dict:
