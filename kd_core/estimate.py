@@ -3,8 +3,9 @@
 Throughput is measured once per process on a few small batches (per architecture, mode, batch size and
 torch thread count: measure after the job runner has set the threads) and kept in memory. A comparison's
 Plan lists its phases in the order kd_core.experiment.run_experiment runs them, each with its estimated
-seconds; from a progress Event the plan says how much of the run's estimated work is done, so the time
-left is weighted by what each phase costs instead of counting every optimisation step alike.
+seconds, which the run's Tracker counts as its units of work: progress is weighted by what each phase costs
+instead of counting every optimisation step alike, and eta_seconds (the pace so far applied to what is left)
+is then right for any steady pace.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from kd_core.config import RunConfig
     from kd_core.data import Dataset
-    from kd_core.tasks import Event
 
 Throughput = Callable[[str, str, int], float]  # (architecture, "train" or "infer", batch size) -> images per second
 
 EVAL_BATCH = 256          # kd_core.evaluate.predict_logits' batch size
 MEASURE_BATCHES = 3       # timed batches per measurement, after one warm-up batch ...
 MEASURE_SECONDS = 0.5     # ... or fewer, once this much time is spent (a big teacher)
-CALIBRATE_AFTER = 0.05    # share of the estimated work seen before the run's own speed corrects the estimate
 OUTPUTS = "teacher outputs"  # the phase between teacher and students: its logits on the test and student images
 
 _measured: dict[tuple[str, str, int, int], float] = {}
@@ -96,7 +95,7 @@ class Phase:
 
 @dataclass(frozen=True)
 class Plan:
-    """A run's phases in order with their estimated seconds: the total, the work done at an Event, the time left."""
+    """A run's phases in order with their estimated seconds, and their total."""
 
     phases: tuple[Phase, ...]
 
@@ -109,32 +108,19 @@ class Plan:
         """Estimated seconds of phase (`name`, `seed`) (0 when the run has none): its kd_core.tasks.Tracker units."""
         return sum(phase.seconds for phase in self.phases if (phase.name, phase.seed) == (name, seed))
 
-    def done_at(self, event: Event) -> float | None:
-        """Estimated seconds of work done when `event` was sent; None when it names no training phase of the plan."""
-        if event.progress is None:
-            return None
-        before = 0.0
-        for phase in self.phases:
-            if (phase.name, phase.seed) == (event.phase, event.seed):
-                return before + phase.seconds * min(1.0, event.progress.step / max(event.progress.steps, 1))
-            before += phase.seconds
+
+ETA_AFTER = 0.005  # share of the work a run must be seen to do before its pace says anything
+
+
+def eta_seconds(first: tuple[float, float], now: float, overall: float) -> float | None:
+    """Seconds left of a run that is `overall` (0..1) done at clock time `now`, first seen at `first` = (clock time,
+    overall then): the pace since then, applied to what is left; None until ETA_AFTER more has been done. With
+    progress weighted by estimated cost (comparison_plan's units), a run that keeps any steady pace gets an
+    exact ETA; the progress panel, the CLI and bench/eta.py all say this one."""
+    done = overall - first[1]
+    if done <= ETA_AFTER:
         return None
-
-    def fraction(self, done: float) -> float:
-        """`done` estimated seconds as a fraction 0..1 of the run: progress weighted by cost, not by steps."""
-        return min(1.0, done / max(self.seconds, 1e-12))
-
-    def seconds_left(self, done: float, since: tuple[float, float] | None = None, now: float | None = None) -> float:
-        """Seconds left once `done` estimated seconds of work are done: the estimate, corrected by the run's speed.
-
-        `since` = (clock time, work done then) of an earlier look and `now` the clock time: once CALIBRATE_AFTER
-        of the work lies between them, what is left is scaled by how much longer (or shorter) that work really
-        took than estimated. Without them, or before that, the plain estimate.
-        """
-        left = max(0.0, self.seconds - done)
-        if since is None or now is None or done - since[1] < CALIBRATE_AFTER * self.seconds:
-            return left
-        return left * (now - since[0]) / (done - since[1])
+    return (now - first[0]) / done * max(0.0, 1.0 - overall)
 
 
 def _images(limit: int | None, available: int) -> int:

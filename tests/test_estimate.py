@@ -10,7 +10,7 @@ import pytest
 from kd_core import estimate
 from kd_core.data import load_dataset
 from kd_core.estimate import OUTPUTS, Plan, about, comparison_plan, estimate_seconds
-from kd_core.tasks import Event, Tracker, steps_of
+from kd_core.tasks import Tracker, steps_of
 from kd_core.train import Progress
 
 SPEEDS = {("classroom-teacher", "train"): 400.0, ("classroom-teacher", "infer"): 4000.0,  # images per second
@@ -64,14 +64,18 @@ def test_without_the_flag_the_cache_is_asked(tiny_config, dataset):
 
 
 def synthetic_run(plan: Plan, steps: int, speed: float = 1.0):
-    """(clock time, event) per training snapshot of a run whose every phase takes `speed` x its estimate."""
-    clock = 0.0
+    """(clock time, overall) per training snapshot of a run whose every phase takes `speed` x its estimate, as a
+    Tracker counting the plan's units reports it."""
+    tracker, clock, seen = Tracker(None, plan.seconds), 0.0, []
     for phase in plan.phases:
+        watch = tracker.watch(phase.name, phase.seed, units=phase.seconds)
         for step in range(1, steps + 1):
             if phase.name != OUTPUTS:  # computing the teacher's outputs sends no progress
-                progress = Progress(step, steps, step / steps, 1, 0.0, 0.0, 0.0, None, None, 0.0)
-                yield clock + speed * phase.seconds * step / steps, Event(phase.name, phase.seed, progress, 0.0)
+                watch(Progress(step, steps, step / steps, 1, 0.0, 0.0, 0.0, None, None, 0.0))
+                seen.append((clock + speed * phase.seconds * step / steps, tracker.fraction()))
+        tracker.trained(phase.seconds, watch)
         clock += speed * phase.seconds
+    return seen
 
 
 @pytest.mark.parametrize("speed", [1.0, 2.5])
@@ -79,20 +83,18 @@ def synthetic_run(plan: Plan, steps: int, speed: float = 1.0):
 def test_the_eta_is_exact_when_the_run_keeps_its_pace(tiny_config, dataset, speed, join_at):
     """Phases take their estimated time (or all 2.5x it): the ETA is exact, also for a session joining mid-run."""
     plan = comparison_plan(tiny_config.replace(seeds=2), dataset, teacher_cached=False, throughput=fake_throughput)
-    run = list(synthetic_run(plan, steps=10, speed=speed))
-    start = (0.0, 0.0) if join_at == 0 else (run[join_at][0], plan.done_at(run[join_at][1]))
-    calibrated = 0
-    for now, event in run[join_at:]:
-        done = plan.done_at(event)
-        truth = speed * plan.seconds - now
-        left = plan.seconds_left(done, start, now)
-        if done - start[1] >= estimate.CALIBRATE_AFTER * plan.seconds:
-            assert left == pytest.approx(truth, abs=1e-9)
-            calibrated += 1
-        else:   # before calibrating: the plain estimate, exact at the estimated pace
-            assert left == pytest.approx(max(0.0, plan.seconds - done), abs=1e-9)
-        assert plan.fraction(done) == pytest.approx(now / (speed * plan.seconds))
-    assert calibrated > len(run) // 2 and plan.seconds_left(plan.seconds, start, run[-1][0]) == 0
+    run = synthetic_run(plan, steps=10, speed=speed)
+    first = (0.0, 0.0) if join_at == 0 else run[join_at]
+    said = 0
+    for now, overall in run[join_at:]:
+        assert overall == pytest.approx(now / (speed * plan.seconds))   # progress weighted by cost
+        left = estimate.eta_seconds(first, now, overall)
+        if overall - first[1] > estimate.ETA_AFTER:
+            assert left == pytest.approx(speed * plan.seconds - now, abs=1e-9)
+            said += 1
+        else:
+            assert left is None   # too little seen yet: "estimating time left..."
+    assert said == len(run) - join_at - (join_at > 0) and estimate.eta_seconds(first, run[-1][0], 1.0) == 0
 
 
 def test_counting_steps_alike_misjudges_what_the_plan_gets_right(tiny_config, dataset):
@@ -109,17 +111,6 @@ def test_counting_steps_alike_misjudges_what_the_plan_gets_right(tiny_config, da
     uniform = elapsed / by_steps.fraction() * (1 - by_steps.fraction())   # the elapsed/overall ETA of today
     weighted = elapsed / by_plan.fraction() * (1 - by_plan.fraction())
     assert weighted == pytest.approx(truth) and abs(uniform - truth) > 0.2 * truth
-
-
-def test_events_outside_the_plan_place_nothing(tiny_config, dataset):
-    plan = comparison_plan(tiny_config, dataset, teacher_cached=True, throughput=fake_throughput)
-    snapshot = Progress(1, 2, 0.5, 1, 0.0, 0.0, 0.0, None, None, 0.0)
-    assert plan.done_at(Event("stage", None, None, 0.1, text="loading")) is None
-    assert plan.done_at(Event("teacher", 0, snapshot, 0.1)) is None      # the cached teacher does not train
-    assert plan.done_at(Event("distilled", 5, snapshot, 0.1)) is None    # a seed this run does not have
-    assert plan.done_at(Event("distilled", 0, snapshot, 0.1)) == pytest.approx(
-        plan.units(OUTPUTS, None) + plan.units("distilled", 0) / 2)
-    assert plan.seconds_left(0.0) == pytest.approx(plan.seconds)
 
 
 def test_measured_throughput_is_positive_and_measured_once(monkeypatch, one_thread):

@@ -131,15 +131,16 @@ def parts(job) -> list[dict[str, Any]]:
 
 
 def _eta_text(job, overall: float) -> str:
-    """Remaining time estimated from this session's first look at the running job (joins mid-way work too)."""
+    """Remaining time from the pace since this session's first look at the running job once its work had begun
+    (joins mid-way work too): kd_core.estimate.eta_seconds."""
+    from kd_core.estimate import about, eta_seconds
+
     now = time.time()
     marks = st.session_state.setdefault("_eta_marks", {})
-    first = marks.setdefault(job.key, (now, overall))
-    done = overall - first[1]
-    if done <= 0.005:
+    if overall <= 0:  # loading data, preparing: a pace measured over it would overstate what is left
         return "estimating time left..."
-    left = (now - first[0]) / done * (1 - overall)
-    return f"about {left:.0f} s left" if left < 120 else f"about {left / 60:.1f} min left"
+    left = eta_seconds(marks.setdefault(job.key, (now, overall)), now, overall)
+    return "estimating time left..." if left is None else f"{about(left)} left"
 
 
 def progress_text(event) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kd_core import paths
+from kd_core.estimate import eta_seconds
 
 
 def int_at_least(minimum: int, allow_all: bool = False):
@@ -85,7 +86,7 @@ class ProgressPrinter:
     def __call__(self, event) -> None:
         """Print one event."""
         elapsed = time.perf_counter() - self.started
-        eta = elapsed / event.overall * (1 - event.overall) if event.overall > 0 else 0.0
+        eta = eta_seconds((0.0, 0.0), elapsed, event.overall) or 0.0
         head = f"[{event.overall:6.1%}] "
         p = event.progress
         if event.phase == "part":
