@@ -5,9 +5,10 @@ probabilities always come from `kd_core.losses.soften` (the formula lives there 
 
 Modules:
     common      the shared look (_layout, _subtitled, _log_ticks) and softened probabilities
-    training    the main comparison: KD flow and formula, training curves, soft targets at T, accuracy bars
+    training    the main comparison: KD flow and formula, training curves, accuracy bars, confusion cells
     lab         the Experiments page (kd_core.lab): budgets, omitted class, T x alpha sweep, T²
-    temperature the Temperature page's charts, each with its own client-side T slider (no server round trip)
+    temperature soft targets at T (effective classes, class similarity) and the Temperature page's charts, each
+                with its own client-side T slider (no server round trip)
     divergence  the forward-vs-reverse-KL toy (kd_core.modes): fitted students, loss landscapes, JSD's ends
     language    the language models (kd_core.lm): next characters, training loss, bits per character
     efficiency  compression (kd_core.compress rows): accuracy vs latency or size, recovery from pruning
@@ -30,14 +31,12 @@ from kd_core.charts.language import (LLM_METHOD_NAMES, char_label, effective_cho
                                      lm_bpc_comparison, lm_training_curves, next_char_bars, next_token_bars)
 from kd_core.roles import (COLORS, COMPRESS_COLORS, COMPRESS_NAMES, OMITTED_CLASS_NAMES, ROLE_COLORS, ROLE_NAMES,
                                   ROLE_TITLES, ROLES, STUDENTS, TERM_COLORS)
-from kd_core.charts.training import (TEMPERATURE_RANGE, accuracy_comparison, agreement_with_teacher,
-                                     average_soft_targets, cell_examples, class_counts, confusion,
-                                     digit_outputs,
-                                     effective_classes, kd_flow_dot, loss_formula_latex,
-                                     loss_parts, most_similar_pairs, per_class_accuracy,
-                                     training_curves)
-from kd_core.charts.temperature import (T_GRID, effective_classes_slider, similarity_slider, softmax_slider,
-                                        t_grid)
+from kd_core.charts.training import (accuracy_comparison, agreement_with_teacher, cell_examples, class_counts,
+                                     confusion, digit_outputs, kd_flow_dot, loss_formula_latex, loss_parts,
+                                     per_class_accuracy, training_curves)
+from kd_core.charts.temperature import (T_GRID, TEMPERATURE_RANGE, average_soft_targets, effective_classes,
+                                        effective_classes_slider, most_similar_pairs, similarity_slider,
+                                        softmax_slider, t_grid)
 from kd_core.tasks import events_to_histories
 
 __all__ = [

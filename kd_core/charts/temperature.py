@@ -7,17 +7,44 @@ setting). Probabilities come from kd_core.charts.common.softened (kd_core.losses
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
 from kd_core.charts.common import _subtitled, softened
-from kd_core.charts.training import SIMILARITY_MAX, TEMPERATURE_RANGE, average_soft_targets, effective_classes
 from kd_core.roles import COLORS
 
 T_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)  # the charts' own slider stops
 SLIDER_MARGIN = 130  # room under the plot for the x-axis title and the T slider
+TEMPERATURE_RANGE = (0.5, 30.0)  # x range of the entropy-vs-T curve
+
+
+def effective_classes(logits: Sequence[float] | np.ndarray, temperature: float) -> float:
+    """exp(entropy) of softmax(logits / T): 1 for a one-hot output, the number of classes for a uniform one."""
+    p = softened(logits, temperature).astype(np.float64)
+    entropy = -float(np.sum(p * np.log(np.clip(p, 1e-12, None))))
+    return math.exp(entropy)
+
+
+def average_soft_targets(logits: np.ndarray, labels: np.ndarray, temperature: float, classes: int) -> np.ndarray:
+    """(classes, classes): row c is the mean of softmax(logits / T) over the images whose true class is c."""
+    probs = softened(logits, temperature)
+    labels = np.asarray(labels)
+    rows = [probs[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(classes) for c in range(classes)]
+    return np.stack(rows)
+
+
+SIMILARITY_MAX = 0.25  # the heatmap's fixed colour range without the diagonal: the same scale at every T
+
+
+def most_similar_pairs(avg_soft: np.ndarray, classes: Sequence[str], n: int = 3) -> list[tuple[str, str, float]]:
+    """The `n` pairs of classes the teacher finds most alike: the largest (a→b + b→a) average soft targets."""
+    z = np.array(avg_soft, dtype=float)
+    both = z + z.T
+    pairs = [(both[i, j], i, j) for i in range(len(z)) for j in range(i + 1, len(z))]
+    return [(classes[i], classes[j], float(v)) for v, i, j in sorted(pairs, reverse=True)[:n]]
 
 
 def t_grid(temperature: float) -> list[float]:

@@ -1,18 +1,14 @@
-"""Charts of the main comparison: the KD flow and formula, training curves, soft targets at T, accuracy bars."""
+"""Charts of the main comparison: the KD flow and formula, training curves, accuracy bars, confusion."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
-from kd_core.charts.common import ACCURACY_RANGE, BAR_LABELS, _layout, _subtitled, softened
+from kd_core.charts.common import ACCURACY_RANGE, BAR_LABELS, _layout, _subtitled
 from kd_core.roles import COLORS, ROLE_NAMES, ROLES, STUDENTS
-
-TEMPERATURE_RANGE = (0.5, 30.0)  # x range of the entropy-vs-T curve
-
 
 def kd_flow_dot(temperature: float, alpha: float, t_squared: bool = True, vertical: bool = False) -> str:
     """Graphviz DOT source of the distillation flow: teacher -> soft targets -> student; labels -> hard loss.
@@ -117,32 +113,6 @@ def loss_parts(history: dict[str, list], temperature: float, alpha: float, t_squ
                                         "font": {"color": COLORS["soft"]}},
                               "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False})
     return fig
-
-
-def effective_classes(logits: Sequence[float] | np.ndarray, temperature: float) -> float:
-    """exp(entropy) of softmax(logits / T): 1 for a one-hot output, the number of classes for a uniform one."""
-    p = softened(logits, temperature).astype(np.float64)
-    entropy = -float(np.sum(p * np.log(np.clip(p, 1e-12, None))))
-    return math.exp(entropy)
-
-
-def average_soft_targets(logits: np.ndarray, labels: np.ndarray, temperature: float, classes: int) -> np.ndarray:
-    """(classes, classes): row c is the mean of softmax(logits / T) over the images whose true class is c."""
-    probs = softened(logits, temperature)
-    labels = np.asarray(labels)
-    rows = [probs[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(classes) for c in range(classes)]
-    return np.stack(rows)
-
-
-SIMILARITY_MAX = 0.25  # the heatmap's fixed colour range without the diagonal: the same scale at every T
-
-
-def most_similar_pairs(avg_soft: np.ndarray, classes: Sequence[str], n: int = 3) -> list[tuple[str, str, float]]:
-    """The `n` pairs of classes the teacher finds most alike: the largest (a→b + b→a) average soft targets."""
-    z = np.array(avg_soft, dtype=float)
-    both = z + z.T
-    pairs = [(both[i, j], i, j) for i in range(len(z)) for j in range(i + 1, len(z))]
-    return [(classes[i], classes[j], float(v)) for v, i, j in sorted(pairs, reverse=True)[:n]]
 
 
 def _spread(model: dict[str, Any]) -> float:
