@@ -37,16 +37,16 @@ if not current:
             "the Distill page.")
 st.caption(f"Run: {ui.config_summary(result['config'])}.")
 
-ui.chart(charts.accuracy_comparison(result), key="compare-accuracy")
+ui.chart(ui.shared_figure(charts.accuracy_comparison, result), key="compare-accuracy")
 st.caption("Notice: error bars are ± one sample standard deviation over seeds; a gap smaller than them is not "
            "evidence that distillation helped.")
 ui.show_verdict(result)
 left, right = st.columns([3, 2])
 with left:
-    ui.chart(charts.per_class_accuracy(result), key="compare-per-class")
+    ui.chart(ui.shared_figure(charts.per_class_accuracy, result), key="compare-per-class")
     st.caption("Notice: where the two students differ most — often the classes that look alike.")
 with right:
-    ui.chart(charts.agreement_with_teacher(result), key="compare-agreement")
+    ui.chart(ui.shared_figure(charts.agreement_with_teacher, result), key="compare-agreement")
     st.caption("Notice: the distilled student imitates the teacher, so it agrees with it more often.")
 
 st.subheader("Where each model goes wrong: click a cell")
@@ -60,7 +60,7 @@ else:
     predicted = logits[role].argmax(axis=1)
     matrix = np.zeros((len(classes), len(classes)), dtype=int)
     np.add.at(matrix, (labels, predicted), 1)
-    event = ui.chart(charts.confusion(matrix, classes, f"Confusion matrix: {ui.ROLE_TITLES[role]} (seed 0)"),
+    event = ui.chart(ui.shared_figure(charts.confusion, matrix, classes, f"Confusion matrix: {ui.ROLE_TITLES[role]} (seed 0)"),
                      f"compare-confusion-{role}", on_select="rerun", selection_mode="points")
     points = event.selection.points
     if not points:

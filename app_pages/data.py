@@ -38,6 +38,6 @@ with st.container(horizontal=True, gap="small"):  # as many per row as the scree
 
 train_counts = np.bincount(labels, minlength=len(dataset.classes))
 test_counts = np.bincount(dataset.test_y.numpy(), minlength=len(dataset.classes))
-ui.chart(charts.class_counts(train_counts, test_counts, dataset.classes), key="data-counts")
+ui.chart(ui.shared_figure(charts.class_counts, train_counts, test_counts, dataset.classes), key="data-counts")
 st.caption("Notice: the classes are roughly balanced, so accuracy is a fair summary; a class the teacher "
            "rarely sees would be the one where its soft targets help the student most.")

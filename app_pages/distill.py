@@ -11,7 +11,7 @@ st.title("Distill: train a student with the teacher, and one without")
 st.markdown("Two students with the **same architecture, the same starting weights, the same images in the same "
             "order and the same optimizer** are trained. Only the loss differs: the *distilled* student uses the "
             "formula below; the *scratch* student uses the labels alone (alpha = 0).")
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4 = st.columns(4, vertical_alignment="bottom")  # the sliders in one row when a label wraps
 ui.setting_widget(c1.slider, "Temperature T", "temperature",
                   help="Softens teacher and student outputs in the soft term. Explore it on the Temperature page.")
 ui.setting_widget(c2.slider, "alpha (weight of the teacher's soft targets)", "alpha",
@@ -63,12 +63,16 @@ st.markdown(f"**Same start:** the first layer's weight norm before training was 
 histories = {role: runs[role][0]["history"] for role in runs}
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.training_curves(histories, "test_acc",
-                                    title="Test accuracy after each epoch (seed 0)"), key="distill-acc")
-    st.caption("Notice: with few labelled images the scratch student stalls; the teacher's soft targets "
-               f"keep the distilled one improving. {ui.curve_note(result)}")
+    ui.chart(ui.shared_figure(charts.training_curves, histories, "test_acc",
+                              title="Test accuracy after each epoch (seed 0)"), key="distill-acc")
+    helped = result["models"]["distilled"]["accuracy_mean"] > result["models"]["scratch"]["accuracy_mean"]
+    st.caption(("Notice: with few labelled images the scratch student stalls; the teacher's soft targets keep the "
+                "distilled one improving. " if helped else
+                "Notice: here the distilled student does not end above the scratch one: soft targets help only when "
+                "the teacher is good (a tiny-mode teacher is not) and T and alpha suit the data; the Experiments "
+                "page explores when. ") + ui.curve_note(result))
 with right:
-    ui.chart(charts.loss_parts(histories["distilled"], cfg.temperature, cfg.alpha, cfg.t_squared),
+    ui.chart(ui.shared_figure(charts.loss_parts, histories["distilled"], cfg.temperature, cfg.alpha, cfg.t_squared),
              key="distill-parts")
     st.caption("Notice: the soft term (T²·KL) is what the distilled student mostly optimises; the hard CE "
                "falls alongside it.")

@@ -59,13 +59,13 @@ metric = st.segmented_control("Curves", list(charts.HISTORY_METRICS), default="t
                               format_func={"test_acc": "test accuracy", "hard": "loss against the labels"}.get
                               ) or "test_acc"
 left, right = st.columns(2)
-ui.chart(charts.history_curves(chosen, metric), "history-curves", left)
+ui.chart(ui.shared_figure(charts.history_curves, chosen, metric), "history-curves", left)
 left.caption("Notice: the gap between a run's solid (distilled) and dashed (scratch) line is what the teacher "
              "added; see how it changes with the settings named in the legend."
              if metric == "test_acc" else
              "Notice: the scratch student usually drives its loss on the labels lower — it memorises the few "
              "labels — while the distilled one, also pulled towards the teacher, often tests better.")
-ui.chart(charts.history_accuracies(chosen), "history-accuracies", right)
+ui.chart(ui.shared_figure(charts.history_accuracies, chosen), "history-accuracies", right)
 right.caption("Notice: a difference smaller than the error bars (± one sample standard deviation over seeds) is within "
               "noise; a run with one seed has no error bar, so it cannot tell.")
 

@@ -51,7 +51,7 @@ result = ui.task_section(task, draw, ui.run_button_label(cfg, dataset, demo), "h
 if result is not None:
     st.success(f"Done: {ui.config_summary(result['config'])}."
                + (" (From the cache: this exact run had finished before.)" if result.get("cached") else ""))
-    ui.chart(charts.accuracy_comparison(result), key="home-comparison")
+    ui.chart(ui.shared_figure(charts.accuracy_comparison, result), key="home-comparison")
     st.caption("Notice: how close the small distilled student gets to the big teacher, compared with the "
                "same small network trained on labels alone.")
     ui.show_verdict(result)

@@ -11,7 +11,7 @@ st.markdown("The teacher is the big network whose softened outputs the student w
             "once on the labelled training images and then frozen; every student reuses it from the cache.")
 cfg = ui.current_config()
 dataset = ui.require_dataset()
-st.caption(f"Teacher **{cfg.teacher}**, {cfg.teacher_epochs} epochs on "
+st.caption(f"Teacher **{cfg.teacher}**, {cfg.teacher_epochs} epoch{'s' if cfg.teacher_epochs != 1 else ''} on "
            f"{'all' if cfg.teacher_train_limit is None else cfg.teacher_train_limit} training images of "
            f"{dataset.info.title}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {cfg.teacher_seed}.")
 
@@ -41,9 +41,9 @@ c3.metric("Weights size", f"{outputs['size_bytes'] / 1e6:.2f} MB")
 c4.metric("Training time", f"{meta['seconds']:.0f} s")
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.training_curves({"teacher": meta["history"]}, "loss"), key="teacher-loss")
+    ui.chart(ui.shared_figure(charts.training_curves, {"teacher": meta["history"]}, "loss"), key="teacher-loss")
     st.caption("Notice: the training loss falls steeply at first, then flattens.")
-    ui.chart(charts.training_curves({"teacher": meta["history"]}, "test_acc"), key="teacher-acc")
+    ui.chart(ui.shared_figure(charts.training_curves, {"teacher": meta["history"]}, "test_acc"), key="teacher-acc")
     st.caption("Notice: accuracy on images the teacher never trained on, after each epoch.")
 with right:
     import torch
@@ -51,6 +51,6 @@ with right:
 
     matrix = confusion_matrix(torch.from_numpy(outputs["logits"]), torch.from_numpy(outputs["labels"]),
                               len(dataset.classes)).tolist()
-    ui.chart(charts.confusion(matrix, dataset.classes, "Teacher's confusion matrix on the test images"),
+    ui.chart(ui.shared_figure(charts.confusion, matrix, dataset.classes, "Teacher's confusion matrix on the test images"),
              key="teacher-confusion")
     st.caption("Notice: off-diagonal cells are the teacher's mistakes; they show which classes look alike.")

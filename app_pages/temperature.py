@@ -32,7 +32,8 @@ with chart_column:
     if len(names) < 2 or len(set(names)) < len(names):
         st.info("Give at least two classes, each with its own name, a score.")
     else:
-        ui.chart(charts.softmax_slider(scores, names, cfg.temperature, "Your scores as probabilities"), key="temp-own")
+        ui.chart(ui.shared_figure(charts.softmax_slider, scores, names, cfg.temperature, "Your scores as probabilities"),
+                 key="temp-own")
         p1, pt = charts.softened(scores, 1.0), charts.softened(scores, cfg.temperature)
         top = int(np.argmax(scores))
         st.caption(f"Notice: {names[top]} takes {p1[top]:.0%} at T = 1 and {pt[top]:.0%} at T = {cfg.temperature:g}. "
@@ -105,7 +106,7 @@ with image_column:
                   help="Of the images of this class the teacher gets right, the one whose runner-up is strongest.",
                   on_click=lambda: pick(ambiguous[int(labels[int(state["temp_image"])])]))
 with chart_column:
-    ui.chart(charts.softmax_slider(logits[index], classes, T), key="temp-softmax")
+    ui.chart(ui.shared_figure(charts.softmax_slider, logits[index], classes, T), key="temp-softmax")
     order = np.argsort(-probs_1[index])
     top, runner = int(order[0]), int(order[1])
     soft = charts.softened(logits[index], T)
@@ -115,13 +116,13 @@ with chart_column:
 
 entropy_column, heatmap_column = st.columns(2)
 with entropy_column:
-    ui.chart(charts.effective_classes_slider(logits[index], T), key="temp-entropy")
+    ui.chart(ui.shared_figure(charts.effective_classes_slider, logits[index], T), key="temp-entropy")
     st.caption("Notice: the effective number of classes (e to the entropy) rises from 1 towards all "
                f"{len(classes)} as T grows; too high a T makes the targets nearly uniform and uninformative.")
 with heatmap_column:
     hide = st.checkbox("Hide the diagonal (the correct class)", value=True,
                        help="The correct class takes most of each row; without it the dark knowledge shows.")
-    ui.chart(charts.similarity_slider(logits, labels, classes, T, hide_diagonal=hide), key="temp-heatmap")
+    ui.chart(ui.shared_figure(charts.similarity_slider, logits, labels, classes, T, hide_diagonal=hide), key="temp-heatmap")
     average = charts.average_soft_targets(logits, labels, T, len(classes))
     pairs = ", ".join(f"{a}–{b}" for a, b, _ in charts.most_similar_pairs(average, classes))
     st.caption(f"Notice: dark cells pair classes the teacher finds alike; at T = {T:g} most of all {pairs}. A label "

@@ -4,7 +4,8 @@
 - ui.data:      the data gate: which datasets are here, and the loaded dataset or how to get it
 - ui.lifecycle: the one job lifecycle (task_section, again_button), the shared job runner, live progress
 - ui.models:    trained models and results to show: latest comparison, teacher outputs, measured latency
-- ui.widgets:   charts with PNG export, CSV/JSON downloads, the noise verdict, lesson mode's panel
+- ui.widgets:   charts with PNG export (figures shared between sessions), CSV/JSON downloads, the noise verdict,
+                lesson mode's panel
 - ui.warm:      the default teacher trained in the background when a served app first runs
 - ui.divergence: the forward-vs-reverse-KL toy as one page section (divergence_section)
 
@@ -22,6 +23,7 @@ from ui.state import (PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config
 from ui.llm_distill import llm_distill_section
 from ui.warm import start_teacher, warm_up
 from ui.widgets import (ROLE_TITLES, chart, curve_note, download_buttons, lesson_panel, noise_verdict, plain,
+                        shared_figure,
                         script_download, show_verdict)
 
 __all__ = [
@@ -30,7 +32,7 @@ __all__ = [
     "current_or_latest_result", "curve_note", "dataset_label", "dataset_status", "divergence_section", "download_buttons",
     "efficiency_rows",
     "get_runner", "init_state", "lab_settings", "lesson_panel", "llm_distill_section",
-    "measure_latency", "noise_verdict", "parts", "plain", "script_download", "require_dataset", "reset_settings", "result_models",
+    "measure_latency", "noise_verdict", "parts", "plain", "script_download", "shared_figure", "require_dataset", "reset_settings", "result_models",
     "run_button_label", "setting_widget", "share_link", "show_cache_problem", "show_link_problems",
     "show_verdict", "start_teacher", "submit", "sync_link", "task_section", "teacher_or_offer", "tiny", "warm_up",
 ]

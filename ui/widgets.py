@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 import streamlit as st
 
@@ -58,6 +58,25 @@ def chart_filename(fig) -> str:
 
     title = re.sub(r"<[^>]*>", " ", fig.layout.title.text or "chart")  # drop <br>, <sup> etc. of Plotly titles
     return "kd-lab-" + (re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "chart")
+
+
+def shared_figure(builder: Callable[..., Any], *args: Any, **kwargs: Any):
+    """builder(*args, **kwargs), a kd_core.charts figure builder, built once per server for every session that asks
+    for the same figure (a class on the same settings draws the same charts; building one validates every property,
+    tens of ms). Each caller gets its own copy, which may be changed; plotly checked the figure when it was built."""
+    import copy
+
+    import plotly.graph_objects as go
+
+    spec = _figure_spec(f"{builder.__module__}.{builder.__qualname__}", args, tuple(sorted(kwargs.items())), builder)
+    return go.Figure(copy.deepcopy(spec), _validate=False)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure_spec(name: str, args: tuple, kwargs: tuple, _builder: Callable[..., Any]) -> dict[str, Any]:
+    """The figure `_builder(*args, **kwargs)` (named `name`) as a plain dict, shared by every session (copied
+    before use). Streamlit keys it by the name and the arguments' contents, not by `_builder` (underscored)."""
+    return _builder(*args, **dict(kwargs)).to_dict()
 
 
 def chart(fig, key: str, where: Any = None, **selection: Any):
