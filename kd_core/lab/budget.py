@@ -80,7 +80,7 @@ def data_budget(cfg: RunConfig, budgets: Sequence[float] = DEFAULT_BUDGETS, *, e
                 model = student(budget_cfg, run.tracker, role, step, seed, initial, dataset.train_x[idx],
                                 dataset.train_y[idx], train_logits[idx] if role == "distilled" else None,
                                 should_stop)
-                correct[role] = predict_logits(model, dataset.test_x).argmax(1) == dataset.test_y
+                correct[role] = predict_logits(model, dataset.test_x, precision=cfg.compute_precision()).argmax(1) == dataset.test_y
                 acc[role].append(float(correct[role].float().mean()))
             discordant.append(float((correct["distilled"] != correct["scratch"]).float().mean()))
         d, s = stats(acc["distilled"]), stats(acc["scratch"])

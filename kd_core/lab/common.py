@@ -160,7 +160,7 @@ class Opening:
         self.tracker.trained(steps)
         needed = torch.unique(needed)
         logits = torch.zeros(len(dataset.train_y), len(dataset.classes))
-        logits[needed] = predict_logits(teacher, dataset.train_x[needed])
+        logits[needed] = predict_logits(teacher, dataset.train_x[needed], precision=cfg.compute_precision())
         return teacher, meta, logits
 
     def finish(self, result: dict[str, Any]) -> dict[str, Any]:

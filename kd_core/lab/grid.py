@@ -82,7 +82,7 @@ def _sweep_student(shared: _SweepData, task: tuple[str, RunConfig, int],
     role, c, seed = task
     model = fit_student(c, seed, initial_student_weights(c, seed), shared.images, shared.labels,
                         shared.soft if role == "distilled" else None, on_progress, should_stop)
-    return accuracy(predict_logits(model, shared.test_x), shared.test_y)
+    return accuracy(predict_logits(model, shared.test_x, precision=c.compute_precision()), shared.test_y)
 
 
 def sweep(cfg: RunConfig, temperatures: Sequence[float] = DEFAULT_TEMPERATURES,

@@ -55,7 +55,7 @@ def hints(cfg: RunConfig, weights: Sequence[float] = DEFAULT_HINT_WEIGHTS, *,
 
     def correct(model: torch.nn.Module) -> torch.Tensor:
         """Which test images `model` gets right."""
-        return predict_logits(model, dataset.test_x).argmax(1) == dataset.test_y
+        return predict_logits(model, dataset.test_x, precision=cfg.compute_precision()).argmax(1) == dataset.test_y
 
     initials = [initial_student_weights(cfg, seed) for seed in range(cfg.seeds)]
     scratch = [correct(student(cfg, run.tracker, "scratch", "scratch", seed, initials[seed], x, y, None,

@@ -110,6 +110,7 @@ def omitted_class(cfg: RunConfig, label: int = 3, *, heldout_fraction: float = 0
     runs: dict[str, list[dict[str, float]]] = {"scratch": [], "distilled": [], "distilled_corrected": [],
                                                 "distilled_all": []}
     biases, curve, seed0 = [], [], {}
+    precision = cfg.compute_precision()
     for seed in range(cfg.seeds):
         initial = initial_student_weights(cfg, seed)
         trained = {}
@@ -118,9 +119,9 @@ def omitted_class(cfg: RunConfig, label: int = 3, *, heldout_fraction: float = 0
                                     else "every class", seed, initial, dataset.train_x[idx], dataset.train_y[idx],
                                     None if role == "scratch" else train_logits[idx], should_stop)
         # The bias is chosen here, from held-out TRAINING images only; test logits come after.
-        bias, seed_curve = choose_bias(predict_logits(trained["distilled"], held_x), held_y, label, bias_grid)
+        bias, seed_curve = choose_bias(predict_logits(trained["distilled"], held_x, precision=precision), held_y, label, bias_grid)
         biases.append(bias)
-        logits = {role: predict_logits(model, test_x) for role, model in trained.items()}
+        logits = {role: predict_logits(model, test_x, precision=precision) for role, model in trained.items()}
         logits["distilled_corrected"] = with_bias(logits["distilled"], label, bias)
         for role, role_logits in logits.items():
             runs[role].append({"seed": seed, **_class_scores(role_logits, test_y, label)})
@@ -128,7 +129,7 @@ def omitted_class(cfg: RunConfig, label: int = 3, *, heldout_fraction: float = 0
             curve, seed0 = seed_curve, logits
         run.tracker.part(f"seed {seed}", {"seed": seed, "bias": bias, **{role: runs[role][-1] for role in runs}})
 
-    teacher_test = predict_logits(teacher, test_x)
+    teacher_test = predict_logits(teacher, test_x, precision=precision)
     models = {}
     for role, seeds in runs.items():
         models[role] = {"runs": seeds}

@@ -77,7 +77,7 @@ def t_squared(cfg: RunConfig, temperatures: Sequence[float] = DEFAULT_T2_TEMPERA
 
     def test_acc(model: torch.nn.Module) -> float:
         """Test accuracy of `model`."""
-        return accuracy(predict_logits(model, dataset.test_x), dataset.test_y)
+        return accuracy(predict_logits(model, dataset.test_x, precision=cfg.compute_precision()), dataset.test_y)
 
     initials = [initial_student_weights(cfg, seed) for seed in range(cfg.seeds)]
     scratch = stats([test_acc(student(cfg, run.tracker, "scratch", "scratch", seed, initials[seed], x, y, None,
