@@ -48,8 +48,9 @@ def run_note(result: dict, students: str | None = None) -> None:
     if students is None:
         st.caption(f"{how} Settings: {ui.config_summary(c)}.")
         return
-    st.caption(f"{how} Settings: {ui.plain(c['dataset'])}, teacher {ui.plain(c['teacher'])} ({c['teacher_epochs']} "
-               f"epochs), students {ui.plain(c['student'])} ({students}), T = {c['temperature']:g}, alpha = "
+    epochs = f"{c['teacher_epochs']} epoch{'s' if c['teacher_epochs'] != 1 else ''}"
+    st.caption(f"{how} Settings: {ui.plain(c['dataset'])}, teacher {ui.plain(c['teacher'])} ({epochs}), "
+               f"students {ui.plain(c['student'])} ({students}), T = {c['temperature']:g}, alpha = "
                f"{c['alpha']:g}, {c['seeds']} seed{'s' if c['seeds'] != 1 else ''}.")
 
 

@@ -1,4 +1,5 @@
-"""Language models: a character-level transformer teacher, a much smaller student distilled at every position.
+"""Language models: a real LLM's next-token view and its distillation, forward vs reverse KL, and a
+character-level transformer teacher and student trained here.
 
 Longer than ~120 lines because it is seven views in one: a real pretrained LLM's next-token view, its
 distillation into tiny students (ui.llm_distill_section), forward vs reverse KL on a toy (ui.divergence_section),
@@ -12,13 +13,22 @@ import streamlit as st
 import ui
 from kd_core import charts, export
 from kd_core import lm
+from ui.widgets import wide_and_narrow
 
 st.title("Language models: a real LLM's dark knowledge, and distilling a small transformer")
 st.markdown(
-    "The same idea as for images, in the setting everyone talks about: a **teacher** language model predicts a "
-    "probability for every possible next character; a much smaller **student** learns from those probabilities at "
-    "*every position of the text* instead of from the single character that actually came next. Both are causal "
-    "transformers (each position sees only the characters before it), small enough to train on this CPU.")
+    "The same idea as for images, in the setting everyone talks about: a **teacher** language model gives a "
+    "probability to every possible next token, and a **student** learns from those probabilities at *every "
+    "position of the text* instead of only from the token that actually came next. Four parts, top to bottom:\n\n"
+    "1. **A real language model's dark knowledge**: the next-token distribution of SmolLM2-135M-Instruct, a "
+    "pretrained LLM, for a prompt you type, at T = 1 and at a higher T. Nothing trains.\n"
+    "2. **Distil it**: four tiny students from the same start, one trained from scratch and three distilled "
+    "from SmolLM2 (token-level, sequence-level and on-policy KD), compared by held-out perplexity; one run in "
+    "the background.\n"
+    "3. **Forward vs reverse KL**: a toy that shows, at once, why the divergence decides whether a student "
+    "covers all of its teacher's answers or settles on one.\n"
+    "4. **Train your own**: a character-level transformer teacher and a much smaller student distilled from it, "
+    "both trained here on this CPU, with their samples and next-character bars.")
 
 # ------------------------------------------------------------------ a real pretrained LLM's dark knowledge
 st.subheader("A real language model's dark knowledge")
@@ -97,7 +107,7 @@ with st.expander("A piece of the text"):
 
 # ------------------------------------------------------------------ settings
 st.subheader("Distill")
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4 = st.columns(4, vertical_alignment="bottom")  # the sliders in one row when a label wraps
 temperature = c1.slider("Temperature T", 0.5, 8.0, base.temperature, 0.5, key="lm_temperature",
                         help="Softens teacher and student next-character distributions in the soft term.")
 alpha = c2.slider("alpha (weight of the teacher's soft targets)", 0.0, 1.0, base.alpha, 0.05, key="lm_alpha",
@@ -118,8 +128,11 @@ if method == "sequence":
 else:
     kl = (r"\mathrm{KL}\!\left(p_T^{teacher} \,\|\, p_T^{student}\right)" if method == "forward"
           else r"\mathrm{KL}\!\left(p_T^{student} \,\|\, p_T^{teacher}\right)")
-    st.latex(rf"L = \frac{{1}}{{N}}\sum_{{t}} (1-\alpha)\,\mathrm{{CE}}(x_{{t+1}}, s_t) + \alpha\,T^2\,{kl}"
-             rf" = {1 - alpha:.2f}\,\mathrm{{CE}} + {alpha:.2f}\cdot {temperature:g}^2\,\mathrm{{KL}}")
+    ce, soft = r"\frac{1}{N}\sum_{t} (1-\alpha)\,\mathrm{CE}(x_{t+1}, s_t)", rf"\alpha\,T^2\,{kl}"
+    filled = rf"{1 - alpha:.2f}\,\mathrm{{CE}} + {alpha:.2f}\cdot {temperature:g}^2\,\mathrm{{KL}}"
+    wide, narrow = wide_and_narrow("lm-formula")  # on a phone the formula in three short lines
+    wide.latex(rf"L = {ce} + {soft} = {filled}")
+    narrow.latex(rf"\begin{{aligned}} L &= {ce} \\ &\quad + {soft} \\ &= {filled} \end{{aligned}}")
     st.caption("At every position t of every window, the student's logits s_t are compared with the true next "
                "character and with the teacher's softened distribution: kd_core.losses."
                + ("kd_loss (the image engine's function) on the (positions, vocabulary) logits. Forward KL is "

@@ -78,8 +78,16 @@ with right:
     st.markdown("  \n".join(f"{ui.ROLE_TITLES[role].capitalize()} says **{DIGITS[p.argmax()]}** "
                             f"({p.max():.0%} at T = 1)" for role, p in plain.items()))
     ui.chart(charts.digit_outputs(soft, DIGITS, T), key="digit-outputs")
-    st.caption("Notice: at T = 1 a well-trained model puts almost everything on one digit; raise T and the digits "
-               "it also sees in yours appear. The distilled student learned such second choices from the teacher.")
+    sure = float(plain["teacher"].max())  # what the models show, not what a well-trained model would
+    st.caption(("Notice: at T = 1 the teacher is sure of its answer; raise T and the digits it also sees in yours "
+                "appear. " if sure >= 0.9 else
+                "Notice: at T = 1 the teacher is fairly sure; raise T and the digits it also sees in yours grow. "
+                if sure >= 0.5 else
+                "Notice: even at T = 1 the teacher is far from sure of this one; raising T flattens the bars further, "
+                "towards 10% each. ")
+               + "The distilled student learned such second choices from the teacher."
+               + (" Tiny mode: these models trained for seconds on a few hundred images, so they are less sure "
+                  "(and more often wrong) than fully trained ones." if ui.tiny() else ""))
 with st.expander("How your image was prepared"):
     st.markdown("1. Made grey; transparent parts laid on the paper (white for uploads, black for the canvas).\n"
                 "2. If the border is light (dark ink on paper), inverted: MNIST digits are white on black.\n"

@@ -43,7 +43,7 @@ def _legend(beta: float) -> str:
     """The figure's subtitle, which is also its legend: each student's name in its line's colour."""
     ends = {0.0: "<br>β = 0 is the forward KL, by convention", 1.0: "<br>β = 1 is the reverse KL, by convention"}
     return (f"{_colored('forward KL', 'forward')}, {_colored('reverse KL', 'reverse')} and "
-            f"{_colored(f'JSD(β = {beta:g})', 'jsd')} (dashed) students on the {_colored('teacher', 'teacher')}"
+            f"{_colored(f'JSD(β = {beta:g})', 'jsd')} (dashed) students<br>on the {_colored('teacher', 'teacher')}"
             + ends.get(float(beta), ""))
 
 
@@ -85,7 +85,8 @@ def mode_fits(toy: ModeToy, beta: float = 0.5) -> go.Figure:
                                          "line": {"width": 2, "color": "white"}},
                                  hovertemplate="minimum: mean %{x:.1f}, width %{y:.2f}<extra></extra>"),
                       row=2, col=col)
-        fig.update_xaxes(title_text="student mean" if col == 2 else None, row=2, col=col)
+        fig.update_xaxes(title_text="student mean" if col == 2 else None, row=2, col=col,
+                         tickvals=[-4, 0, 4])  # few ticks: the three panels' edge labels do not run together
         fig.update_yaxes(type="log", tickvals=widths, ticktext=[f"{w:g}" for w in widths],
                          title_text="student width (log)" if col == 1 else None, row=2, col=col)
     ticks = np.arange(LOG_RANGE[0], LOG_RANGE[1] + 1)
@@ -93,7 +94,7 @@ def mode_fits(toy: ModeToy, beta: float = 0.5) -> go.Figure:
                                  "colorbar": {"title": {"text": "nats"}, "tickvals": ticks, "thickness": 10,
                                               "ticktext": [f"{10 ** t:g}" for t in ticks], "len": 0.5, "y": 0.0,
                                               "yanchor": "bottom", "xpad": 4}},
-                      showlegend=False, margin={"t": 95, "b": 130, "r": 30}, modebar={"orientation": "v"})
+                      showlegend=False, margin={"t": 110, "b": 130, "r": 30}, modebar={"orientation": "v"})
     slider: dict[str, Any] = {"active": betas.index(float(beta)), "x": 0.0, "len": 1.0, "y": 0.0, "yanchor": "top",
                               "pad": {"t": 60}, "currentvalue": {"prefix": "JSD β = ", "font": {"size": 14}},
                               "steps": [{"label": f"{b:g}", "method": "update", "args": _beta_step(toy, b)}
