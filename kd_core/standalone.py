@@ -9,15 +9,17 @@ in the same order, so the printed table matches the app's (tests/test_standalone
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from kd_core import data, experiment, models
+from kd_core import data, experiment, models, pyast
 from kd_core.config import RunConfig
 from kd_core.evaluate import inference_batch_size
 
@@ -305,13 +307,18 @@ def _pieces(builder: Any) -> list[Any]:
     return [*helpers, builder]
 
 
+@functools.lru_cache(maxsize=None)
+def _import_nodes(module_name: str) -> tuple[ast.stmt, ...]:
+    """The top-level import statements of kd_core module `module_name` (its source parsed once per process)."""
+    tree = pyast.parse(inspect.getsource(sys.modules[module_name]), module_name)
+    return tuple(node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
 def _imports_for(code: str, modules: list[Any]) -> list[str]:
     """The import statements of `modules` that bind a name `code` uses, beyond those in the script's header."""
     found = []
     for module in modules:
-        for node in ast.parse(inspect.getsource(module)).body:
-            if not isinstance(node, (ast.Import, ast.ImportFrom)):
-                continue
+        for node in _import_nodes(module.__name__):
             root = (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name) or ""
             bound = [alias.asname or alias.name.split(".")[0] for alias in node.names]
             if root.split(".")[0] not in HEADER_IMPORTS and any(_uses(code, name) for name in bound):

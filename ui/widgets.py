@@ -127,13 +127,19 @@ def curve_note(result: dict[str, Any]) -> str:
             f"so points from different epochs are comparable; the final accuracies use all {test:,} test images.")
 
 
-def script_download(config: dict[str, Any], key: str) -> None:
-    """"Show the code": the run of `config` as one standalone PyTorch + NumPy script (kd_core.standalone)."""
+@st.cache_data(max_entries=64, show_spinner=False)
+def _standalone_script(config: dict[str, Any]) -> str:
+    """kd_core.standalone's script for the run of `config`, written once per server for every session."""
     from kd_core.config import RunConfig
     from kd_core.standalone import standalone_script
 
+    return standalone_script(RunConfig(**config), config["dataset"])
+
+
+def script_download(config: dict[str, Any], key: str) -> None:
+    """"Show the code": the run of `config` as one standalone PyTorch + NumPy script (kd_core.standalone)."""
     try:
-        script = standalone_script(RunConfig(**config), config["dataset"])
+        script = _standalone_script(config)
     except ValueError as exc:
         st.caption(f"No standalone script for this run: {plain(exc)}.")
         return

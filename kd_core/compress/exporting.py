@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kd_core import store
+from kd_core import pyast, store
 from kd_core.compress.measure import saved_state_dict
 from kd_core.compress.quantize import int8_skeleton
 from kd_core.models import MODELS, create_model
@@ -82,7 +82,7 @@ def onnx_bytes(model: nn.Module) -> bytes:
                     break
                 except SystemError as exc:  # CPython 3.11's ast.parse is not thread-safe: onnxscript parses
                     # its sources while another thread (a page's script run) parses too; a retry succeeds
-                    if "AST constructor recursion depth mismatch" not in str(exc) or attempt + 1 == AST_RACE_RETRIES:
+                    if pyast.RACE not in str(exc) or attempt + 1 == AST_RACE_RETRIES:
                         raise
     finally:
         for lg, level in zip(quiet, levels):

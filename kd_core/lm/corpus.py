@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from kd_core import schema, store
+from kd_core import pyast, schema, store
 from kd_core.memo import computed_once
 
 STDLIB_TITLE = ("Docstrings of Python's standard library: every module, class and function docstring in the "
@@ -51,7 +51,7 @@ def stdlib_docstrings(modules: tuple[str, ...] | None = None) -> str:
     docs = []
     for path in _stdlib_files(modules):
         try:
-            tree = ast.parse(path.read_bytes())
+            tree = pyast.parse(path.read_bytes(), str(path))
         except (SyntaxError, ValueError, OSError):
             continue
         for node in ast.walk(tree):
