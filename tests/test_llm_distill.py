@@ -234,6 +234,20 @@ def test_students_trained_side_by_side_get_exactly_the_numbers_they_get_one_afte
     assert results[1]["onpolicy"]["teacher_tokens"] == results[2]["onpolicy"]["teacher_tokens"]
 
 
+def test_students_side_by_side_use_the_jobs_cores_only():
+    from kd_core.lm.threads import MAX_STUDENT_WORKERS, student_workers
+
+    assert student_workers(12, cores=1) == 1              # the app: its job runner keeps the other core for pages
+    assert student_workers(12, cores=2) == 2 and student_workers(1, cores=2) == 1
+    assert student_workers(12, cores=64) == MAX_STUDENT_WORKERS
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert student_workers(12) == 1                   # by default: the torch threads the job started with
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_one_failing_student_stops_the_others_and_the_run_fails(tiny, monkeypatch):
     trained = []
     original = llm_distill.train_student

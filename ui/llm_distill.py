@@ -12,7 +12,9 @@ from ui.lifecycle import again_button, task_section
 from ui.state import tiny
 from ui.widgets import chart, plain
 
-# measured by bench/llm_distill.py on this project's idle 2-core CPU (see README): 267 s cold, 138 s warm
+# measured by bench/llm_distill.py on this project's idle 2-core CPU (see README) with the students one at a time,
+# as the app's job runner trains them (its other core draws the pages): 267 s cold, 138 s warm (the CLI, on both
+# cores: 215 s and 85 s)
 COLD_MINUTES, WARM_MINUTES = 4.5, 2.5
 
 

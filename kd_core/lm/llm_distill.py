@@ -409,6 +409,7 @@ def _run(cfg: DistillConfig, key: str, on_event: Callable[[Event], None] | None,
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in cfg.methods}
     students: dict[str, CharGPT] = {}
     onpolicy_tokens, onpolicy_seconds = 0, 0.0
+    workers = student_workers(len(cfg.methods) * cfg.seeds)   # the job's cores, before each student takes one thread
     with torch_threads():
         initial = {seed: build_model(cfg.spec(), data.vocab.size, 1000 + seed).state_dict()
                    for seed in range(cfg.seeds)}
@@ -439,7 +440,7 @@ def _run(cfg: DistillConfig, key: str, on_event: Callable[[Event], None] | None,
                 failed.set()
                 raise
 
-        with ThreadPoolExecutor(student_workers(len(plan)), thread_name_prefix="kd-llm-student") as pool:
+        with ThreadPoolExecutor(workers, thread_name_prefix="kd-llm-student") as pool:
             futures = [pool.submit(guarded, job) for job in plan]
         errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:  # the failure itself, not the stops it caused in the other students

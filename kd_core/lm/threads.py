@@ -3,7 +3,6 @@ many of them train side by side."""
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -35,8 +34,9 @@ def torch_threads(n: int = LM_THREADS) -> Iterator[None]:
                 torch.set_num_threads(_threads_state["before"])
 
 
-def student_workers(students: int) -> int:
-    """How many independent one-thread students train at once: one per core this process may use (so a 2-core
-    machine uses both), at most MAX_STUDENT_WORKERS and `students`. Each student's numbers do not depend on it."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def student_workers(students: int, cores: int | None = None) -> int:
+    """How many independent one-thread students train at once: one per core the job may use (`cores`; default the
+    torch thread count the job started with: both cores from the CLI, one in the app, whose job runner keeps the
+    other for drawing pages), at most MAX_STUDENT_WORKERS and `students`. Each student's numbers do not depend on it."""
+    cores = torch.get_num_threads() if cores is None else cores
     return max(1, min(cores, MAX_STUDENT_WORKERS, students))
