@@ -214,6 +214,11 @@ def test_efficiency_page_runs_the_pipeline_in_tiny_mode(fresh_app):
         time.sleep(0.5)
         at.run()
         assert not at.exception, [e.value for e in at.exception]
+    if not at.dataframe:  # say where every thread is, so a hang can be told from slowness
+        import faulthandler
+        import sys
+
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     assert at.dataframe, "the compression job did not finish"
     table = at.dataframe[0].value
     assert len(table) == 8 and (table["accuracy (%)"] >= 0).all()
