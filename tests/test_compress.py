@@ -214,6 +214,7 @@ def test_efficiency_page_runs_the_pipeline_in_tiny_mode(fresh_app):
         time.sleep(0.5)
         at.run()
         assert not at.exception, [e.value for e in at.exception]
+        assert not at.error, [e.value for e in at.error]   # the page's own catch-all shows an error, not an exception
     if not at.dataframe:  # say where every thread is, so a hang can be told from slowness
         import faulthandler
         import sys
