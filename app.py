@@ -65,6 +65,7 @@ if st.session_state.get("lesson"):
     ui.lesson_panel(page, PAGES)
 
 try:
+    ui.lifecycle.compile_page(page)  # a job's ONNX export may race Streamlit's parse of the page: retried
     page.run()
 except Exception as exc:  # last resort: a message, never a traceback (Streamlit's stop/rerun are BaseExceptions)
     logging.getLogger("kd_lab").exception("page %s failed", page.title)

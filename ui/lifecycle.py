@@ -14,6 +14,7 @@ import streamlit as st
 from ui.widgets import ROLE_TITLES, plain
 
 POLL_SECONDS = 1.0
+COMPILE_ATTEMPTS = 5  # compile_page's tries when CPython 3.11's AST race hits a page's first compile
 AGAIN_HELP = ("Trains both students again from the same settings and shows it live (the teacher is reused from the "
               "cache); the cache keeps the newest run.")
 UNSAVED_NOTE = ("Part of this run could not be saved to the cache ({reason}): its results are shown here, but "
@@ -187,3 +188,25 @@ def job_progress(key: str, draw: Callable[[Any], None] | None = None) -> None:
             draw(job)
 
     panel()
+
+
+def compile_page(page) -> None:
+    """Compile `page`'s script into Streamlit's script cache before it runs, retrying CPython 3.11's AST race: a job's
+    ONNX export (onnxscript parses its sources) in another thread can make Streamlit's own ast.parse of the page
+    fail with kd_core.pyast.RACE. Nothing of the page has run then, so trying again is safe."""
+    from pathlib import Path
+
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from kd_core.pyast import RACE
+
+    ctx, script = get_script_run_ctx(), getattr(page, "_page", None)
+    if ctx is None or not isinstance(script, Path):
+        return
+    for attempt in range(COMPILE_ATTEMPTS):
+        try:
+            ctx.pages_manager.get_page_script_byte_code(str(script))
+            return
+        except SystemError as exc:
+            if RACE not in str(exc) or attempt + 1 == COMPILE_ATTEMPTS:
+                raise
