@@ -34,7 +34,7 @@ labels = dataset.train_y.numpy()
 picks = [int(rng.choice(np.flatnonzero(labels == c))) for c in range(len(dataset.classes)) for _ in range(2)]
 with st.container(horizontal=True, gap="small"):  # as many per row as the screen holds
     for index in picks:
-        st.image(dataset.train_x[index].numpy(), caption=dataset.classes[labels[index]], width=64)
+        ui.dataset_image(dataset, "train", index, caption=dataset.classes[labels[index]], width=64)
 
 train_counts = np.bincount(labels, minlength=len(dataset.classes))
 test_counts = np.bincount(dataset.test_y.numpy(), minlength=len(dataset.classes))

@@ -87,7 +87,7 @@ index = int(state["temp_image"])
 chart_column, image_column = st.columns([3, 1])
 with image_column:
     predicted = int(np.argmax(logits[index]))
-    st.image(dataset.test_x[index].numpy(), width=112)
+    ui.dataset_image(dataset, "test", index, width=112)
     st.markdown(f"Test image #{index}  \nTrue class: **{classes[labels[index]]}**  \n"
                 f"Teacher says: **{classes[predicted]}** ({probs_1[index, predicted]:.1%} at T = 1)")
     st.caption("Pick another: a typical one of each class (which the teacher gets right), the most ambiguous of "
@@ -95,7 +95,7 @@ with image_column:
     with st.container(horizontal=True, gap="small"):
         for c, shown in enumerate(gallery):
             with st.container(width="content", border=shown == index, gap=None, horizontal_alignment="center"):
-                st.image(dataset.test_x[shown].numpy(), width=36)
+                ui.dataset_image(dataset, "test", shown, width=36)
                 st.button(str(classes[c]), key=f"pick-{shown}", on_click=pick, args=(shown,),
                           type="primary" if shown == index else "secondary",
                           help="Showing this image" if shown == index else "Use this image")

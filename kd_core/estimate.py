@@ -141,9 +141,9 @@ def comparison_plan(cfg: RunConfig, dataset: Dataset, *, teacher_cached: bool | 
     n_teacher = _images(cfg.teacher_train_limit, len(dataset.train_y))
     n_student = _images(cfg.student_train_limit, len(dataset.train_y))
     if teacher_cached is None:
-        from kd_core.experiment import cached_teacher  # imports torch and the store: only when asked
+        from kd_core.experiment import teacher_is_cached  # imports torch and the store: only when asked
 
-        teacher_cached = cached_teacher(cfg, dataset) is not None
+        teacher_cached = teacher_is_cached(cfg, dataset)
 
     def run_seconds(architecture: str, images: int, epochs: int, evaluations: int) -> float:
         """Seconds to train on `images` for `epochs` and evaluate the test set `evaluations` times."""

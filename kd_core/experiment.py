@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -74,6 +76,25 @@ def load_model(path: Any, architecture: str | None = None,
 def cached_teacher(cfg: RunConfig, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]] | None:
     """The trained teacher for `cfg` and its metadata from the cache, or None."""
     return load_model(_teacher_path(cfg, dataset), cfg.teacher, schema.TEACHER_META)
+
+
+def teacher_is_cached(cfg: RunConfig, dataset: Dataset) -> bool:
+    """Whether `cfg`'s teacher is in the cache and loads: checked as cached_teacher does, once per version of the
+    file (its inode, size and modification time), since a run button's time estimate asks on every page run."""
+    path = _teacher_path(cfg, dataset)
+    if store.refused_link(path):
+        return False
+    try:
+        found = path.stat()
+    except OSError:
+        return False
+    return _teacher_loads(str(path), cfg.teacher, found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _teacher_loads(path: str, architecture: str, inode: int, size: int, mtime_ns: int) -> bool:
+    """Whether the teacher checkpoint at `path` loads as `architecture`, for one version of the file."""
+    return load_model(Path(path), architecture, schema.TEACHER_META) is not None
 
 
 def get_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progress], None] | None = None,

@@ -290,6 +290,23 @@ def test_a_teacher_checkpoint_with_bad_metadata_is_retrained_not_used(cache):
     assert path.with_name(path.name + ".rejected").exists()
 
 
+def test_the_run_estimate_sees_a_teacher_damaged_or_deleted_after_it_was_checked(cache):
+    """teacher_is_cached remembers a check per version of the file: a changed or missing file is looked at anew."""
+    from kd_core.experiment import teacher_is_cached, teacher_key
+
+    dataset = load_dataset(TINY.dataset)
+    path = cache / "teachers" / f"{teacher_key(TINY, dataset)}.pt"
+    assert teacher_is_cached(TINY, dataset) and teacher_is_cached(TINY, dataset)
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])          # damaged in place: another size, another time
+    assert not teacher_is_cached(TINY, dataset)
+    assert not path.exists()                          # a corrupt checkpoint is removed, to be retrained
+    path.write_bytes(good)
+    assert teacher_is_cached(TINY, dataset)
+    path.unlink()
+    assert not teacher_is_cached(TINY, dataset)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Item 2: file names read from the cache are plain names inside it
 

@@ -173,6 +173,61 @@ def test_pareto_front_treats_latencies_within_their_spread_as_ties():
     assert fig.data[0].error_x.arrayminus[0] == pytest.approx(0.1)  # the spread is drawn
 
 
+def assert_log_ticks_span(axis, values, unit: str = "") -> None:
+    """A log axis labelled only at explicit ticks that span `values`, each label a whole value (with `unit`)."""
+    assert axis.type == "log" and axis.tickmode == "array" and len(axis.tickvals) >= 3
+    ticks = list(axis.tickvals)
+    assert ticks == sorted(ticks) and ticks[0] <= min(values) and ticks[-1] >= max(values)
+    low, high = axis.range
+    assert 10 ** low <= ticks[0] * (1 + 1e-9) and ticks[-1] <= 10 ** high * (1 + 1e-9)  # every tick is shown
+    for value, text in zip(ticks, axis.ticktext, strict=True):
+        number = text.removesuffix(f" {unit}") if unit else text
+        # the whole value, not a bare mantissa like Plotly's minor "2" for 200
+        assert (not unit or text.endswith(f" {unit}")) and float(number.replace(",", "")) == pytest.approx(value)
+
+
+def test_efficiency_cost_axes_have_explicit_labelled_log_ticks_not_plotly_minor_digits():
+    sizes = [24_000, 81_000, 330_000, 1_690_000]  # bytes: int8 student .. teacher, about two decades
+    rows = [{"id": f"m{i}", "name": f"m{i}", "accuracy": 0.8 + 0.03 * i, "precision": "float32", "size_bytes": b,
+             "latency_ms": {"min_ms": 0.04 * (i + 1), "median_ms": 0.05 * (i + 1) ** 2, "max_ms": 0.06 * (i + 1) ** 2}}
+            for i, b in enumerate(sizes)]
+    size = charts.efficiency_pareto(rows, "size")
+    kb = [b / 1024 for b in sizes]
+    assert_log_ticks_span(size.layout.xaxis, kb, "KB")
+    assert "100 KB" in size.layout.xaxis.ticktext and "1,000 KB" in size.layout.xaxis.ticktext
+    assert not {"2", "5", "2 KB", "5 KB"} & set(size.layout.xaxis.ticktext)
+    latency = charts.efficiency_pareto(rows, "latency")
+    assert_log_ticks_span(latency.layout.xaxis, [0.05 * (i + 1) ** 2 for i in range(4)], "ms")
+    for fig, xs in ((size, kb), (latency, [0.05 * (i + 1) ** 2 for i in range(4)])):
+        low, high = fig.layout.xaxis.range
+        assert 10 ** low <= min(xs) / 1.5 * (1 + 1e-9) and 10 ** high >= max(xs) * 1.5 * (1 - 1e-9)  # padded
+
+
+def test_log_tick_values_pick_decades_1_2_5_or_finer_steps_from_the_data_range():
+    from kd_core.charts.common import _log_tick_values
+
+    assert _log_tick_values(1.2, 2400)[0] == [1, 10, 100, 1000, 10000]  # three decades and more: powers of ten
+    assert _log_tick_values(20, 1700)[0] == [20, 50, 100, 200, 500, 1000, 2000]
+    assert _log_tick_values(3, 4.5)[0] == [2, 3, 5]  # under a decade: finer steps
+    for low, high in ((0.03, 0.9), (5, 5000), (1, 1e6), (0.9, 1.1)):
+        ticks, axis_low, axis_high = _log_tick_values(low, high)
+        assert ticks[0] <= low and ticks[-1] >= high and axis_low <= ticks[0] and ticks[-1] <= axis_high
+
+
+def test_language_log_axes_have_explicit_ticks_too():
+    view = {"temperature": 2.0, "curve": {"temperatures": [0.25, 0.5, 1, 2, 4, 8, 16],
+                                          "effective_choices": [1.2, 2.5, 14.0, 180.0, 900.0, 2000.0, 2400.0]},
+            "at_T": {"effective_choices": 180.0}}
+    choices = charts.effective_choices_vs_t(view)
+    assert_log_ticks_span(choices.layout.yaxis, view["curve"]["effective_choices"])
+    methods = ["scratch", "token"]
+    models = {"teacher": {"perplexity_mean": 21.0}, "scratch": {"perplexity_mean": 900.0, "perplexities": [800, 1000]},
+              "token": {"perplexity_mean": 300.0, "perplexities": [280, 320]}}
+    bars = charts.llm_perplexity_bars({"config": {"methods": methods}, "models": models})
+    assert_log_ticks_span(bars.layout.yaxis, [21.0, 280, 1000])
+    assert not {"2", "5"} & set(bars.layout.yaxis.ticktext)
+
+
 def test_recovery_chart_names_its_line_in_the_subtitle_not_over_a_bar():
     rows = [{"id": k, "accuracy": a, "sparsity": 0.5} for k, a in
             (("distilled", 0.9), ("pruned", 0.7), ("pruned-ce", 0.8), ("pruned-kd", 0.85))]

@@ -22,14 +22,13 @@ from ui.state import (PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config
                       share_link, show_cache_problem, show_link_problems, sync_link, tiny)
 from ui.llm_distill import llm_distill_section
 from ui.warm import start_teacher, warm_up
-from ui.widgets import (ROLE_TITLES, chart, curve_note, download_buttons, lesson_panel, noise_verdict, plain,
-                        shared_figure,
-                        script_download, show_verdict)
+from ui.widgets import (ROLE_TITLES, chart, curve_note, dataset_image, download_buttons, lesson_panel, noise_verdict,
+                        plain, script_download, shared_figure, show_verdict)
 
 __all__ = [
     "AGAIN_HELP", "PRESET_LABELS", "ROLE_TITLES", "TINY_CHANGES", "TINY_ENV", "again_button",
     "base_preset", "chart", "config_summary", "configure_logging", "current_config",
-    "current_or_latest_result", "curve_note", "dataset_label", "dataset_status", "divergence_section", "download_buttons",
+    "current_or_latest_result", "curve_note", "dataset_image", "dataset_label", "dataset_status", "divergence_section", "download_buttons",
     "efficiency_rows",
     "get_runner", "init_state", "lab_settings", "lesson_panel", "llm_distill_section",
     "measure_latency", "noise_verdict", "parts", "plain", "script_download", "shared_figure", "require_dataset", "reset_settings", "result_models",

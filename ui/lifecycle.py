@@ -198,15 +198,9 @@ def compile_page(page) -> None:
 
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    from kd_core.pyast import RACE
+    from kd_core.pyast import retry_race
 
     ctx, script = get_script_run_ctx(), getattr(page, "_page", None)
     if ctx is None or not isinstance(script, Path):
         return
-    for attempt in range(COMPILE_ATTEMPTS):
-        try:
-            ctx.pages_manager.get_page_script_byte_code(str(script))
-            return
-        except SystemError as exc:
-            if RACE not in str(exc) or attempt + 1 == COMPILE_ATTEMPTS:
-                raise
+    retry_race(lambda: ctx.pages_manager.get_page_script_byte_code(str(script)), COMPILE_ATTEMPTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable
 
@@ -62,21 +63,67 @@ def chart_filename(fig) -> str:
 
 def shared_figure(builder: Callable[..., Any], *args: Any, **kwargs: Any):
     """builder(*args, **kwargs), a kd_core.charts figure builder, built once per server for every session that asks
-    for the same figure (a class on the same settings draws the same charts; building one validates every property,
-    tens of ms). Each caller gets its own copy, which may be changed; plotly checked the figure when it was built."""
-    import copy
+    for the same figure (a class on the same settings draws the same charts). Read-only: pass it straight to chart()
+    (tests/test_shared_figures.py checks every call site). Building validates every property (tens of ms), a copy
+    costs ms and Streamlit's own hashing of the arguments as much again; here a page pays a pickle digest of the
+    arguments and, once drawn, the JSON encoding."""
+    import hashlib
+    import pickle
 
-    import plotly.graph_objects as go
-
-    spec = _figure_spec(f"{builder.__module__}.{builder.__qualname__}", args, tuple(sorted(kwargs.items())), builder)
-    return go.Figure(copy.deepcopy(spec), _validate=False)
+    name = f"{builder.__module__}.{builder.__qualname__}"
+    try:
+        digest = hashlib.blake2b(pickle.dumps((name, args, sorted(kwargs.items())), protocol=5),
+                                 digest_size=20).hexdigest()
+    except (pickle.PicklingError, TypeError, AttributeError):  # an argument pickle cannot take: not shared
+        return builder(*args, **kwargs)
+    return _shared_figure(digest, builder, args, kwargs)
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def _figure_spec(name: str, args: tuple, kwargs: tuple, _builder: Callable[..., Any]) -> dict[str, Any]:
-    """The figure `_builder(*args, **kwargs)` (named `name`) as a plain dict, shared by every session (copied
-    before use). Streamlit keys it by the name and the arguments' contents, not by `_builder` (underscored)."""
-    return _builder(*args, **dict(kwargs)).to_dict()
+def _shared_figure(digest: str, _builder: Callable[..., Any], _args: tuple, _kwargs: dict[str, Any]):
+    """The figure `_builder(*_args, **_kwargs)`, frozen, under the `digest` of its builder's name and arguments
+    (the only thing Streamlit hashes: equal pickles are equal arguments)."""
+    return _frozen_figure_class()(_builder(*_args, **_kwargs))
+
+
+@functools.cache
+def _frozen_figure_class() -> type:
+    """FrozenFigure: made on first use, so that importing ui imports no plotly."""
+    import plotly.graph_objects as go
+
+    class FrozenFigure(go.Figure):
+        """A figure drawn by many sessions: to_dict() (all st.plotly_chart asks of a figure) hands out the dict
+        frozen when it was built, without the deep copy plotly makes each time; never changed after that."""
+
+        def __init__(self, figure: Any) -> None:
+            frozen = figure.to_dict()
+            super().__init__(frozen, skip_invalid=False, _validate=False)
+            self._frozen = frozen
+
+        def to_dict(self) -> dict[str, Any]:
+            """The figure's dict as built (shared: read, never change it)."""
+            return self._frozen
+
+    return FrozenFigure
+
+
+def dataset_image(dataset: Any, split: str, index: int, **image: Any) -> None:
+    """st.image of `dataset`'s `split` ("train" or "test") image `index`, as a PNG data URL encoded once per server
+    (a gallery of ten costs each visitor no encoding and no media file); `image` goes to st.image (width, caption)."""
+    st.image(_png_data_url(dataset.fingerprint, split, int(index), _dataset=dataset), **image)
+
+
+@st.cache_resource(max_entries=4096, show_spinner=False)
+def _png_data_url(fingerprint: str, split: str, index: int, _dataset: Any) -> str:
+    """The PNG data URL of image `index` of `split` of the dataset whose fingerprint is `fingerprint`."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(getattr(_dataset, f"{split}_x")[index].numpy()).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def chart(fig, key: str, where: Any = None, **selection: Any):

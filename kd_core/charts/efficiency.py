@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
-from kd_core.charts.common import ACCURACY_RANGE, BAR_LABELS, _subtitled
+from kd_core.charts.common import ACCURACY_RANGE, BAR_LABELS, _log_axis, _subtitled
 from kd_core.roles import COMPRESS_COLORS, ROLE_NAMES
 
 PARETO_AXES = {  # axis name -> (axis title with unit, (low, value, high) of a compress row: the cost and its noise)
@@ -15,6 +15,7 @@ PARETO_AXES = {  # axis name -> (axis title with unit, (low, value, high) of a c
                 lambda r: (r["latency_ms"]["min_ms"], r["latency_ms"]["median_ms"], r["latency_ms"]["max_ms"])),
     "size": ("size on disk (KB, log scale)", lambda r: (r["size_bytes"] / 1024,) * 3),
 }
+PARETO_UNITS = {"latency": "ms", "size": "KB"}  # on every tick label of the (log) cost axis
 
 
 def pareto_front(points: Sequence[tuple[float, float]],
@@ -67,8 +68,8 @@ def efficiency_pareto(rows: Sequence[dict[str, Any]], axis: str = "latency") -> 
         fig.add_annotation(x=math.log10(xs[b]), y=ys[b], ax=math.log10(xs[a]), ay=ys[a], xref="x", yref="y",
                            axref="x", ayref="y", showarrow=True, arrowhead=3, arrowsize=1.2, arrowwidth=1.5,
                            arrowcolor="#555555", text="")
-    fig.update_xaxes(type="log", range=[math.log10(min(xs) / 1.5), math.log10(max(xs) * 1.5)])  # the points,
-    # not the min–max bars: one slow call of thirty would otherwise squeeze every point into a corner
+    _log_axis(fig, xs, "x", PARETO_UNITS[axis])  # over the points, not the min–max bars: one slow call of thirty
+    # would otherwise squeeze every point into a corner
     low, high = min(ys), max(ys)
     fig.update_yaxes(range=[max(0.0, low - 0.1 * max(high - low, 5)), min(100.0, high + 0.1 * max(high - low, 5))])
     what = "latency" if axis == "latency" else "size on disk"

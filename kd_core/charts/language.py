@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from kd_core.charts.common import _layout, softened
+from kd_core.charts.common import _layout, _log_axis, softened
 from kd_core.roles import COLORS, ROLE_NAMES, ROLES
 
 
@@ -92,7 +92,7 @@ def effective_choices_vs_t(view: dict[str, Any]) -> go.Figure:
     ])
     ticks = [t for t in (0.25, 0.5, 1, 2, 4, 8, 16) if min(curve["temperatures"]) <= t <= max(curve["temperatures"])]
     fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
-    fig.update_yaxes(type="log")
+    _log_axis(fig, [*curve["effective_choices"], view["at_T"]["effective_choices"]], "y")
     return _layout(fig, "Effective number of next tokens vs T",
                    "temperature T (log scale)", "effective number of tokens (e^entropy, log scale)")
 
@@ -117,7 +117,8 @@ def llm_perplexity_bars(result: dict[str, Any]) -> go.Figure:
     teacher = models["teacher"]["perplexity_mean"]
     fig.add_hline(y=teacher, line_dash="dot", line_color=COLORS["teacher"],
                   annotation_text=f"teacher {teacher:,.1f}", annotation_position="top left")
-    fig.update_yaxes(type="log")
+    _log_axis(fig, [teacher, *(p for m in methods for p in models[m]["perplexities"]),
+                    *(models[m]["perplexity_mean"] for m in methods)], "y")
     seeds = len(models[methods[0]]["perplexities"])
     return _layout(fig, f"Held-out perplexity of the tiny students (lower is better; {seeds} seed"
                         f"{'s' if seeds != 1 else ''})", "how the student learned", "perplexity (log scale)")

@@ -74,16 +74,12 @@ def onnx_bytes(model: nn.Module) -> bytes:
         # the exporter prints progress lines; keep the CLI's table clean (Python-level stdout only)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            for attempt in range(AST_RACE_RETRIES):
-                try:
-                    program = torch.onnx.export(model, (torch.rand(2, 1, 28, 28),), dynamo=True,
-                                                input_names=["image"], output_names=["logits"],
-                                                dynamic_shapes=({0: "batch"},), verbose=False)
-                    break
-                except SystemError as exc:  # CPython 3.11's ast.parse is not thread-safe: onnxscript parses
-                    # its sources while another thread (a page's script run) parses too; a retry succeeds
-                    if pyast.RACE not in str(exc) or attempt + 1 == AST_RACE_RETRIES:
-                        raise
+            # CPython 3.11's ast.parse is not thread-safe: onnxscript parses its sources while another thread
+            # (a page's script run) parses too, and fails with pyast.RACE; a retry succeeds
+            program = pyast.retry_race(
+                lambda: torch.onnx.export(model, (torch.rand(2, 1, 28, 28),), dynamo=True, input_names=["image"],
+                                          output_names=["logits"], dynamic_shapes=({0: "batch"},), verbose=False),
+                AST_RACE_RETRIES)
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
