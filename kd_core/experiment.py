@@ -120,7 +120,6 @@ def train_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progr
     history = train(model, dataset.train_x[idx], dataset.train_y[idx], epochs=cfg.teacher_epochs,
                     batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=cfg.adam_eps, seed=cfg.teacher_seed,
                     eval_set=curve, on_progress=on_progress, should_stop=should_stop, precision=precision)
-    model = model.to(memory_format=torch.contiguous_format)  # as a cached copy loads: identical logits either way
     test_logits = predict_logits(model, dataset.test_x, precision=precision)
     meta = {"accuracy": accuracy(test_logits, dataset.test_y), "seconds": history.elapsed[-1],
             "history": history.as_dict(), "config": cfg.teacher_dict(), "train_images": len(idx),
