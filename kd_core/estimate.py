@@ -10,7 +10,6 @@ is then right for any steady pace.
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -20,67 +19,69 @@ if TYPE_CHECKING:
     from kd_core.config import RunConfig
     from kd_core.data import Dataset
 
-Throughput = Callable[[str, str, int], float]  # (architecture, "train" or "infer", batch size) -> images per second
+Throughput = Callable[[str, str, int, str], float]  # (architecture, mode, batch size, precision) -> images per second
 
-EVAL_BATCH = 256          # kd_core.evaluate.predict_logits' batch size
-MEASURE_BATCHES = 3       # timed batches per measurement, after one warm-up batch ...
-MEASURE_SECONDS = 0.5     # ... or fewer, once this much time is spent (a big teacher)
+MODES = ("train", "distill", "infer")  # a training step from labels, a distilled step, an inference pass
+MEASURE_BATCHES = 8       # timed batches per measurement, after a warm-up call and a one-batch call ...
+MEASURE_SECONDS = 0.5     # ... or fewer, when one batch already takes a good share of this (a big teacher)
 OUTPUTS = "teacher outputs"  # the phase between teacher and students: its logits on the test and student images
 
 _measured: dict[tuple[str, str, int, int], float] = {}
 _measuring = threading.Lock()
 
 
-def _measure(architecture: str, mode: str, batch_size: int) -> float:
-    """Images per second of one fresh `architecture` in `mode` at `batch_size`: median over a few timed batches."""
+def _measure(architecture: str, mode: str, batch_size: int, precision: str) -> float:
+    """Images per second of one fresh `architecture` in `mode` at `batch_size` and `precision`, timed on the code
+    that runs: kd_core.train.train's loop ("train": labels only, "distill": with teacher logits, KD loss) or
+    kd_core.evaluate.predict_logits ("infer", at the model's inference batch size); after one warm-up call."""
     import torch
-    import torch.nn.functional as F
 
-    from kd_core.models import create_model, memory_format
+    from kd_core.evaluate import inference_batch_size, predict_logits
+    from kd_core.models import create_model
+    from kd_core.train import train
 
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {list(MODES)}")
     with torch.random.fork_rng(devices=[]):  # whoever seeds the global generator next sees it untouched
         model = create_model(architecture)
-        layout = memory_format(model)
-        model.to(memory_format=layout)
-        x = torch.rand(batch_size, 1, 28, 28).contiguous(memory_format=layout)
-        y = torch.randint(0, 10, (batch_size,))
-    if mode == "train":  # forward, backward and an Adam step, as kd_core.train does per batch
-        optimizer = torch.optim.Adam(model.parameters())
-        model.train()
+        batch = inference_batch_size(model) if mode == "infer" else batch_size
+        images = torch.randint(0, 256, (batch * (MEASURE_BATCHES + 1), 28, 28), dtype=torch.uint8)
+        labels = torch.randint(0, 10, (len(images),))
+        teacher_logits = torch.randn(len(images), 10) if mode == "distill" else None
 
-        def step() -> None:
-            """One training step on the fixed batch."""
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    elif mode == "infer":
-        model.eval()
+    def run(n: int) -> None:
+        """`n` batches of the timed code."""
+        if mode == "infer":
+            predict_logits(model, images[:n * batch], batch_size=batch, precision=precision)
+        else:
+            train(model, images[:n * batch], labels[:n * batch], epochs=1, batch_size=batch, lr=1e-3, seed=0,
+                  teacher_logits=None if teacher_logits is None else teacher_logits[:n * batch],
+                  temperature=4.0, alpha=0.9, precision=precision)
 
-        def step() -> None:
-            """One inference pass over the fixed batch."""
-            with torch.inference_mode():
-                model(x)
-    else:
-        raise ValueError(f"unknown mode {mode!r}; choose 'train' or 'infer'")
-    step()  # warm-up: the first call picks kernels and allocates
-    timings: list[float] = []
-    while len(timings) < MEASURE_BATCHES and sum(timings) < MEASURE_SECONDS:
+    def timed(n: int) -> float:
+        """Seconds of `run(n)`."""
         start = time.perf_counter()
-        step()
-        timings.append(time.perf_counter() - start)
-    return batch_size / max(statistics.median(timings), 1e-9)
+        run(n)
+        return time.perf_counter() - start
+
+    run(1)  # warm-up: the first call picks kernels and allocates
+    one = timed(1)
+    n = max(1, min(MEASURE_BATCHES, int(MEASURE_SECONDS / max(one, 1e-9))))  # a big teacher: fewer batches
+    # a call's fixed cost (a new optimizer, the data order) is paid once per run, not per batch: time 1 + n
+    # batches against 1, and count the difference; when noise hides it, the whole call's share
+    per_batch = (timed(1 + n) - one) / n if n > 1 else one
+    return batch / max(per_batch if per_batch > 0 else one, 1e-9)
 
 
-def measured_throughput(architecture: str, mode: str, batch_size: int) -> float:
-    """Images per second of `architecture` ("train": forward, backward, Adam step; "infer": inference mode) at
-    `batch_size` with this process's torch thread count: measured on first use, then from memory."""
+def measured_throughput(architecture: str, mode: str, batch_size: int, precision: str = "fp32") -> float:
+    """Images per second of `architecture` in `mode` (MODES) at `batch_size` ("infer" uses the model's own inference
+    batch) and `precision` with this process's torch thread count: measured on first use, then from memory."""
     import torch
 
-    key = (architecture, mode, batch_size, torch.get_num_threads())
+    key = (architecture, mode, batch_size, precision, torch.get_num_threads())
     with _measuring:  # one measurement at a time: two at once would slow each other down
         if key not in _measured:
-            _measured[key] = _measure(architecture, mode, batch_size)
+            _measured[key] = _measure(architecture, mode, batch_size, precision)
         return _measured[key]
 
 
@@ -132,29 +133,39 @@ def comparison_plan(cfg: RunConfig, dataset: Dataset, *, teacher_cached: bool | 
                     throughput: Throughput = measured_throughput) -> Plan:
     """The phases of `cfg`'s teacher -> distilled -> scratch comparison with their estimated seconds.
 
-    The teacher (left out when cached; None looks in the cache) trains and is evaluated after every epoch;
-    its logits on the test and student images follow; then per seed a distilled and a scratch student, each
-    evaluated after every epoch and once more at the end. Seconds are images over `throughput` (measured here
-    by default); a layer-wise hint's extra work is not counted.
+    The teacher (left out when cached; None looks in the cache) trains and measures its curve on the fixed
+    test subset (kd_core.experiment.curve_set) after every epoch; its logits on the test and student images
+    follow; then per seed a distilled and a scratch student, each measured on the subset after every epoch and
+    on the whole test set at the end. Seconds are images over `throughput` in `cfg`'s precision (measured here by
+    default); a layer-wise hint's extra work is not counted.
     """
+    from kd_core.experiment import CURVE_TEST_IMAGES
+
     n_test = len(dataset.test_y)
+    n_curve = min(CURVE_TEST_IMAGES, n_test)
     n_teacher = _images(cfg.teacher_train_limit, len(dataset.train_y))
     n_student = _images(cfg.student_train_limit, len(dataset.train_y))
+    precision = cfg.compute_precision()
     if teacher_cached is None:
         from kd_core.experiment import teacher_is_cached  # imports torch and the store: only when asked
 
         teacher_cached = teacher_is_cached(cfg, dataset)
 
-    def run_seconds(architecture: str, images: int, epochs: int, evaluations: int) -> float:
-        """Seconds to train on `images` for `epochs` and evaluate the test set `evaluations` times."""
-        return (images * epochs / throughput(architecture, "train", cfg.batch_size)
-                + evaluations * n_test / throughput(architecture, "infer", EVAL_BATCH))
+    def speed(architecture: str, mode: str) -> float:
+        """Images per second of `architecture` in `mode` for this config."""
+        return throughput(architecture, mode, cfg.batch_size, precision)
+
+    def run_seconds(architecture: str, mode: str, images: int, epochs: int, final_test: bool) -> float:
+        """Seconds to train on `images` for `epochs` with a curve point after each, and the whole test set once."""
+        evaluated = epochs * n_curve + (n_test if final_test else 0)
+        return images * epochs / speed(architecture, mode) + evaluated / speed(architecture, "infer")
 
     phases = [] if teacher_cached else [
-        Phase("teacher", cfg.teacher_seed, run_seconds(cfg.teacher, n_teacher, cfg.teacher_epochs, cfg.teacher_epochs))]
-    phases.append(Phase(OUTPUTS, None, (n_test + n_student) / throughput(cfg.teacher, "infer", EVAL_BATCH)))
-    student = run_seconds(cfg.student, n_student, cfg.student_epochs, cfg.student_epochs + 1)
-    phases += [Phase(role, seed, student) for seed in range(cfg.seeds) for role in ("distilled", "scratch")]
+        Phase("teacher", cfg.teacher_seed, run_seconds(cfg.teacher, "train", n_teacher, cfg.teacher_epochs, False))]
+    phases.append(Phase(OUTPUTS, None, (n_test + n_student) / speed(cfg.teacher, "infer")))
+    for seed in range(cfg.seeds):
+        phases += [Phase(role, seed, run_seconds(cfg.student, mode, n_student, cfg.student_epochs, True))
+                   for role, mode in (("distilled", "distill"), ("scratch", "train"))]
     return Plan(tuple(phases))
 
 

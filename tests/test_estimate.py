@@ -14,12 +14,13 @@ from kd_core.tasks import Tracker, steps_of
 from kd_core.train import Progress
 
 SPEEDS = {("classroom-teacher", "train"): 400.0, ("classroom-teacher", "infer"): 4000.0,  # images per second
-          ("keras-student", "train"): 2000.0, ("keras-student", "infer"): 20000.0}
+          ("keras-student", "train"): 2000.0, ("keras-student", "distill"): 1600.0, ("keras-student", "infer"): 20000.0}
 
 
-def fake_throughput(architecture: str, mode: str, batch_size: int) -> float:
-    """Made-up images per second: the teacher five times slower than the student, inference ten times faster."""
-    return SPEEDS[architecture, mode]
+def fake_throughput(architecture: str, mode: str, batch_size: int, precision: str) -> float:
+    """Made-up images per second: the teacher five times slower than the student, a distilled step slower than a
+    step from labels, inference ten times faster; bf16 twice as fast."""
+    return SPEEDS[architecture, mode] * (2 if precision == "bf16" else 1)
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +33,33 @@ def seconds(cfg, dataset, cached: bool = False) -> float:
 
 
 def test_the_estimate_adds_up_the_phases_images_over_throughput(tiny_config, dataset):
-    plan = comparison_plan(tiny_config.replace(seeds=2), dataset, teacher_cached=False, throughput=fake_throughput)
+    plan = comparison_plan(tiny_config.replace(seeds=2, precision="fp32"), dataset, teacher_cached=False,
+                           throughput=fake_throughput)
     assert [(p.name, p.seed) for p in plan.phases] == [("teacher", 0), (OUTPUTS, None), ("distilled", 0),
                                                        ("scratch", 0), ("distilled", 1), ("scratch", 1)]
     n_test = len(dataset.test_y)   # 1,000 test images; 300 teacher and 100 student images, 1 and 2 epochs
     assert plan.units("teacher", 0) == pytest.approx(300 / 400 + n_test / 4000)
     assert plan.units(OUTPUTS, None) == pytest.approx((n_test + 100) / 4000)
     assert plan.units("scratch", 1) == pytest.approx(2 * 100 / 2000 + 3 * n_test / 20000)
+    assert plan.units("distilled", 1) == pytest.approx(2 * 100 / 1600 + 3 * n_test / 20000)  # a distilled step's speed
     assert plan.units("scratch", 2) == 0 and plan.seconds == pytest.approx(sum(p.seconds for p in plan.phases))
+
+
+def test_per_epoch_curves_cost_the_fixed_test_subset_and_only_the_end_the_whole_test_set(tiny_config):
+    """On a 10,000-image test set the curves use curve_set's 1,000 after every epoch; the whole set once per student."""
+    from types import SimpleNamespace
+
+    from kd_core.experiment import CURVE_TEST_IMAGES
+
+    big = SimpleNamespace(test_y=range(10_000), train_y=range(60_000))
+    plan = comparison_plan(tiny_config.replace(precision="fp32"), big, teacher_cached=False, throughput=fake_throughput)
+    assert plan.units("teacher", 0) == pytest.approx(300 / 400 + 1 * CURVE_TEST_IMAGES / 4000)
+    assert plan.units("scratch", 0) == pytest.approx(2 * 100 / 2000 + (2 * CURVE_TEST_IMAGES + 10_000) / 20000)
+
+
+def test_the_estimate_is_in_the_configs_precision(tiny_config, dataset):
+    fp32, bf16 = (seconds(tiny_config.replace(precision=p), dataset) for p in ("fp32", "bf16"))
+    assert fp32 == pytest.approx(2 * bf16)
 
 
 def test_estimates_are_positive_and_grow_with_epochs_seeds_and_data(tiny_config, dataset):
@@ -115,7 +135,8 @@ def test_counting_steps_alike_misjudges_what_the_plan_gets_right(tiny_config, da
 
 def test_measured_throughput_is_positive_and_measured_once(monkeypatch, one_thread):
     first = estimate.measured_throughput("tiny-mlp", "train", 8)
-    assert first > 0 and estimate.measured_throughput("tiny-mlp", "infer", 8) > 0
+    for mode, precision in (("distill", "fp32"), ("infer", "fp32"), ("train", "bf16")):
+        assert estimate.measured_throughput("tiny-mlp", mode, 8, precision) > 0
     with pytest.raises(ValueError, match="unknown mode"):
         estimate.measured_throughput("tiny-mlp", "fly", 8)
 
