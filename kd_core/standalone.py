@@ -81,6 +81,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (  # (script constant, RunConfig fi
     ("THREADS", "threads", "the app's torch thread count: results repeat exactly per thread count"),
     ("TEACHER_EVAL_BATCH", "teacher_eval_batch", "images per inference batch (the app's choice per model)"),
     ("STUDENT_EVAL_BATCH", "student_eval_batch", ""),
+    ("PRECISION", "compute_precision", '"bf16": bf16 autocast (the app\'s "auto" where the CPU has it), "fp32": none'),
 )
 
 SAMPLE_DATA = '''
@@ -180,6 +181,11 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.unsqueeze(1).to(torch.float32).div_(255.0)
 
 
+def compute() -> torch.autocast:
+    """The context every forward pass runs in: bf16 autocast when PRECISION is "bf16", else off."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=PRECISION == "bf16")
+
+
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int,
           teacher_logits: torch.Tensor | None = None) -> None:
     """Adam on (images, labels): the KD loss when teacher_logits (rows aligned with images) is given, else CE."""
@@ -193,11 +199,12 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: 
         order = torch.randperm(len(x), generator=generator)
         for first in range(0, len(x), BATCH_SIZE):
             idx = order[first:first + BATCH_SIZE]
-            logits = model(x[idx].contiguous(memory_format=fmt))
-            if teacher_logits is None:
-                loss = F.cross_entropy(logits, labels[idx])
-            else:
-                loss = kd_loss(logits, teacher_logits[idx], labels[idx])
+            with compute():
+                logits = model(x[idx].contiguous(memory_format=fmt)).float()
+                if teacher_logits is None:
+                    loss = F.cross_entropy(logits, labels[idx])
+                else:
+                    loss = kd_loss(logits, teacher_logits[idx], labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -208,8 +215,8 @@ def predict(model: nn.Module, images: torch.Tensor, batch: int) -> torch.Tensor:
     """Logits for uint8 images, in inference mode and batches of `batch` images."""
     model.eval()
     fmt = layout(model)
-    with torch.inference_mode():
-        return torch.cat([model(to_float(images[i:i + batch]).contiguous(memory_format=fmt))
+    with torch.inference_mode(), compute():
+        return torch.cat([model(to_float(images[i:i + batch]).contiguous(memory_format=fmt)).float()
                           for i in range(0, len(images), batch)])
 
 
@@ -284,7 +291,7 @@ def source(obj: Any) -> str:
 
 def _settings(cfg: RunConfig) -> str:
     """The script's settings block: one constant per setting of `cfg`, comments aligned."""
-    values = {**cfg.as_dict(), "threads": torch.get_num_threads(),
+    values = {**cfg.as_dict(), "threads": torch.get_num_threads(), "compute_precision": cfg.compute_precision(),
               "teacher_eval_batch": inference_batch_size(models.create_model(cfg.teacher)),
               "student_eval_batch": inference_batch_size(models.create_model(cfg.student))}
     code = [f"{name} = {values[field]!r}" for name, field, _ in SETTINGS]
