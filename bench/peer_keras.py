@@ -8,7 +8,7 @@ epoch, the whole run after data loading (training and evaluations), and the accu
 
 TensorFlow lives in its own virtual environment, never in the project's:
   .venv/bin/python bench/peer_keras.py --install   # python3 -m venv /tmp/tfvenv; pip install tensorflow-cpu==2.21.*
-  .venv/bin/python bench/peer_keras.py [--tf-python /tmp/tfvenv/bin/python]
+  .venv/bin/python bench/peer_keras.py [--tf-python /tmp/tfvenv/bin/python] [--precision fp32 bf16]
   .venv/bin/python bench/peer_keras.py --smoke     # seconds: the bundled MNIST sample, 300 images
 Offline data: Fashion-MNIST as kd_core.data finds it (KD_LAB_DATA_DIR, Debian's /usr/share/datasets/fashion-mnist,
 torchvision's download). Run it on a quiet machine: another busy process slows whichever side runs with it.
@@ -28,6 +28,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from kd_core.config import PRECISIONS  # noqa: E402
 
 TF_VENV = Path("/tmp/tfvenv")
 TF_REQUIREMENT = "tensorflow-cpu==2.21.*"
@@ -154,8 +156,9 @@ def keras_run(tf_python: Path, data: Path, epochs: int) -> dict[str, Any]:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall_seconds": time.perf_counter() - start}
 
 
-def ours_run(dataset_name: str, limit: int, epochs: int) -> dict[str, Any]:
-    """`python -m kd_core run --preset keras` in its own process with a fresh cache; timings and accuracies."""
+def ours_run(dataset_name: str, limit: int, epochs: int, precision: str) -> dict[str, Any]:
+    """`python -m kd_core run --preset keras --precision P` in its own process with a fresh cache; timings and
+    accuracies."""
     with tempfile.TemporaryDirectory(prefix="kd-peer-") as tmp:
         out = Path(tmp) / "result.json"
         env = {**os.environ, "KD_LAB_CACHE_DIR": tmp, "PYTHONPATH": str(ROOT)}
@@ -165,7 +168,8 @@ def ours_run(dataset_name: str, limit: int, epochs: int) -> dict[str, Any]:
                                  capture_output=True, text=True)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "kd_core", "run", "--dataset", dataset_name, "--preset", "keras",
-                        "--epochs", str(epochs), "--train-limit", str(limit), "--json", str(out)], env=env,
+                        "--epochs", str(epochs), "--train-limit", str(limit), "--precision", precision,
+                        "--json", str(out)], env=env,
                        cwd=ROOT, check=True, capture_output=True)
         wall = time.perf_counter() - start
         result = json.loads(out.read_text())
@@ -187,6 +191,8 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="the bundled MNIST sample, 300 images: checks it runs")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-limit", type=int, default=6000)
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["auto"],
+                        help="ours in each of these, one after the other (default auto: bf16 where the CPU has it)")
     args = parser.parse_args()
     if args.install:
         install(TF_VENV)
@@ -196,14 +202,16 @@ def main() -> int:
         report: dict[str, Any] = {"data": write_data(data, dataset_name, limit), "epochs": args.epochs,
                                   "cores": len(os.sched_getaffinity(0)), "load_average_before": os.getloadavg()}
         report["keras"] = keras_run(args.tf_python, data, args.epochs)
-    report["ours"] = ours_run(dataset_name, limit, args.epochs)
+    report["ours"] = {precision: ours_run(dataset_name, limit, args.epochs, precision) for precision in args.precision}
     report["load_average_after"] = os.getloadavg()
-    keras, ours = report["keras"], report["ours"]
+    keras = report["keras"]
     if "seconds" in keras:
         keras_epoch = keras["seconds"]["teacher_fit"] / args.epochs
-        report["speedup"] = {"teacher_epoch": keras_epoch / ours["teacher_epoch_seconds"],
-                             "whole_run_after_data": keras["after_data_seconds"] / ours["after_data_seconds"]}
-        report["teacher_accuracy_points"] = 100 * (ours["accuracy"]["teacher"] - keras["accuracy"]["teacher"])
+        report["speedup"] = {precision: {
+            "teacher_epoch": keras_epoch / ours["teacher_epoch_seconds"],
+            "whole_run_after_data": keras["after_data_seconds"] / ours["after_data_seconds"],
+            "teacher_accuracy_points": 100 * (ours["accuracy"]["teacher"] - keras["accuracy"]["teacher"])}
+            for precision, ours in report["ours"].items()}
     print(json.dumps(report, indent=1))
     return 0
 
