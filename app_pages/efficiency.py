@@ -26,7 +26,7 @@ cfg = ui.current_config()
 st.caption(f"Models: {ui.config_summary(cfg)}. Change them on the Distill page.")
 dataset = ui.require_dataset()
 
-from kd_core.compress import CompressConfig, export_file, task as compression_task  # noqa: E402
+from kd_core.compress import CompressConfig, export_file, speed_note, task as compression_task  # noqa: E402
 
 ccfg = CompressConfig(sparsity=sparsity / 100, quantize=quantize,
                       **({"throughput_batch": 32, "calibration_images": 128} if ui.tiny() else {}))
@@ -62,6 +62,8 @@ if "distilled-int8" in by_id:
 else:
     m1.metric("Distilled student: size on disk", f"{d['size_bytes'] / 1024:.1f} KB")
     m2.metric("Distilled student: latency", f"{d['latency_ms']['median_ms']:.3f} ms/image")
+if "distilled-int8" in by_id:
+    st.markdown(speed_note(d, by_id["distilled-int8"]))
 kd, ce = by_id["pruned-kd"], by_id["pruned-ce"]
 m3.metric(f"Pruned {ccfg.sparsity:.0%} + one KD epoch vs unpruned", f"{100 * (kd['accuracy'] - d['accuracy']):+.1f} points",
           f"CE epoch instead: {100 * (ce['accuracy'] - d['accuracy']):+.1f} points", delta_color="off")

@@ -231,3 +231,18 @@ def test_efficiency_page_runs_the_pipeline_in_tiny_mode(fresh_app):
     assert [b.key for b in at.get("download_button")][-3:] == ["dl-weights", "dl-config", "dl-onnx"]
     assert at.radio(key="eff_download").options
 
+
+
+def test_the_int8_speed_note_says_why_when_int8_is_slower_and_plainly_when_it_is_faster():
+    from kd_core.compress import speed_note
+
+    def row(ms, per_second, size):
+        return {"latency_ms": {"median_ms": ms}, "throughput": {"median": per_second, "batch": 256},
+                "size_bytes": size, "flops": 540_000}
+
+    slower = speed_note(row(0.086, 19_000, 90_000), row(0.294, 34_000, 25_000))
+    assert "Why int8 is not faster at batch 1" in slower and "0.294 ms per image against 0.086 ms" in slower
+    assert "3.4× slower" in slower and "0.54 MFLOPs" in slower and "34,000 images/s against 19,000" in slower
+    assert "3.6× smaller" in slower and "bench/int8.py" in slower
+    faster = speed_note(row(0.2, 19_000, 90_000), row(0.1, 34_000, 25_000))
+    assert faster.startswith("**int8 is faster here:**") and "Why" not in faster
