@@ -12,7 +12,7 @@ import logging
 import streamlit as st
 
 import ui
-from kd_core.config import PRESETS
+from kd_core.config import PRECISIONS, PRESETS
 from kd_core.data import DATASETS
 
 st.set_page_config(page_title="KD Lab", page_icon=":material/science:", layout="wide")
@@ -47,6 +47,7 @@ with st.sidebar:
     st.radio("Preset", list(PRESETS), key="preset", format_func=ui.PRESET_LABELS.get,
                  on_change=ui.reset_settings,
                  help="Starting values for every setting; the Distill page's sliders change them further.")
+    st.selectbox("Precision", PRECISIONS, key="precision", format_func=ui.precision_label, help=ui.PRECISION_HELP)
     cfg = ui.current_config()
     st.caption(f"T = {cfg.temperature:g}, alpha = {cfg.alpha:g} (alpha = weight of the teacher's soft targets), "
                f"{cfg.student_epochs} student epochs, {cfg.seeds} seed{'s' if cfg.seeds != 1 else ''}"

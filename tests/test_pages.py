@@ -69,6 +69,21 @@ def test_home_explains_and_runs_the_demo_to_the_comparison():
     assert at.info or at.success or at.warning  # the within-noise verdict
 
 
+def test_the_sidebars_precision_choice_goes_into_the_run_and_its_done_line():
+    """Auto is the default and says what it means here; bf16 chosen in the sidebar trains the demo in bf16."""
+    from kd_core.config import resolved_precision
+
+    at = open_page()
+    box = at.selectbox(key="precision")
+    assert box.value == "auto" and box.options[0] == f"auto ({resolved_precision('auto')} on this CPU)"
+    box.set_value("bf16").run()
+    at.button(key="home-run").click().run()
+    assert_clean(at)
+    poll(at, lambda a: has_text(a.success, "Done"), "the demo in bf16")
+    done = next(e.value for e in at.success if "Done" in e.value)
+    assert done.rstrip(".").endswith("bf16"), done  # config_summary names a precision other than plain fp32
+
+
 def test_two_sessions_share_one_job_and_a_reopened_app_shows_the_result_at_once():
     first, second = open_page(), open_page()
     first.button(key="home-run").click().run()

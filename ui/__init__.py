@@ -17,8 +17,8 @@ from ui.divergence import divergence_section
 from ui.lifecycle import AGAIN_HELP, again_button, get_runner, parts, submit, task_section
 from ui.models import (current_or_latest_result, efficiency_rows, measure_latency, result_models,
                        teacher_or_offer)
-from ui.state import (PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config_summary, configure_logging,
-                      current_config, init_state, lab_settings, reset_settings, run_button_label, setting_widget,
+from ui.state import (PRECISION_HELP, PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config_summary, configure_logging,
+                      current_config, init_state, lab_settings, precision_label, reset_settings, run_button_label, setting_widget,
                       share_link, show_cache_problem, show_link_problems, sync_link, tiny)
 from ui.llm_distill import llm_distill_section
 from ui.warm import start_teacher, warm_up
@@ -26,8 +26,8 @@ from ui.widgets import (ROLE_TITLES, chart, curve_note, dataset_image, download_
                         plain, script_download, shared_figure, show_verdict)
 
 __all__ = [
-    "AGAIN_HELP", "PRESET_LABELS", "ROLE_TITLES", "TINY_CHANGES", "TINY_ENV", "again_button",
-    "base_preset", "chart", "config_summary", "configure_logging", "current_config",
+    "AGAIN_HELP", "PRECISION_HELP", "PRESET_LABELS", "ROLE_TITLES", "TINY_CHANGES", "TINY_ENV", "again_button",
+    "base_preset", "chart", "config_summary", "configure_logging", "current_config", "precision_label",
     "current_or_latest_result", "curve_note", "dataset_image", "dataset_label", "dataset_status", "divergence_section", "download_buttons",
     "efficiency_rows",
     "get_runner", "init_state", "lab_settings", "lesson_panel", "llm_distill_section",
