@@ -83,7 +83,7 @@ def speed_note(float_row: dict, int8_row: dict) -> str:
     batch = int8_row["throughput"]["batch"]
     smaller = float_row["size_bytes"] / int8_row["size_bytes"]
     at_batch = (f"At batch {batch}, where arithmetic counts more, int8 does {qt:,.0f} images/s against {ft:,.0f} "
-                f"({qt / ft:.1f}×).")
+                f"({qt / ft:.1f}× float32's rate).")
     if q < f:
         return f"**int8 is faster here:** {q:.3f} ms per image at batch 1 against {f:.3f} ms in float32. {at_batch}"
     compiled = COMPILED_BATCH1_MS
