@@ -2,7 +2,7 @@
 
 Run `.venv/bin/python bench/ws_load.py [--sessions 100] [--duration 120] [--out PATH]`. The server starts exactly as
 `make run` starts it (tests/appserver.py: the shipped .streamlit/config.toml; a free port, a fresh temporary
-KD_LAB_CACHE_DIR so every run is really computed, KD_LAB_TINY=1). The sessions are not browsers: each is one
+KD_LAB_CACHE_DIR so every run is really computed, KD_LAB_TINY=1 unless --full). The sessions are not browsers: each is one
 websocket to /_stcore/stream (subprotocol "streamlit") in one asyncio loop, speaking what Streamlit's frontend
 speaks, so the server does all the work a browser would cause and the client almost none:
 
@@ -25,7 +25,8 @@ reruns drawing the progress) until the result shows; a result never shown by the
 sessions arrive, one session runs the demo on Home (the teacher's demo before the class joins: Temperature's T
 slider needs a trained teacher). Meanwhile one real Chromium session (Playwright, its own thread) sits on the
 Temperature page and measures interaction latency: ArrowRight/ArrowLeft on the T slider -> the rerun it causes has
-finished (the page's script state left notRunning and came back to it). Samples taken while a runner waits for its
+finished (the page's script state left notRunning and came back to it); a press after which neither a rerun came
+nor the slider's value changed within 10 s never reached the slider and is counted as "presses_lost", not timed. Samples taken while a runner waits for its
 run are "while jobs train". The server's memory and cores are sampled from /proc (bench/load.py's Sampler), its CPU
 seconds read at the end; the machine's load average is printed with them.
 Exit status 0 when every session was served, with no errors, no lost results and no Chromium interaction timed out.
@@ -59,6 +60,8 @@ MAX_T = 20.0                           # the T slider's top: runner i runs T = D
 ERROR_ALERT = 1                        # Alert.Format.ERROR
 SOFTMAX = "Teacher's probabilities"    # the Temperature page's chart (there once the teacher is trained)
 SAMPLE_TIMEOUT_S = 120                 # one Chromium interaction longer than this is counted as timed out
+LOST_PRESS_S = 10                      # no rerun this long after a key press and the slider's value unchanged: the
+                                       # press never reached the slider (counted apart, not a latency sample)
 # Installed before each key press: window.kdRun.done turns true once the script state has left notRunning (the rerun
 # the press asked for) and come back to it (that rerun finished), however short the run was.
 WATCH_RUN = """() => {
@@ -315,7 +318,7 @@ def measure_chromium(url: str, ready: threading.Event, stop: threading.Event, tr
     from playwright.sync_api import sync_playwright
 
     samples, errors = out.setdefault("samples", []), out.setdefault("errors", [])
-    out["timeouts"] = 0
+    out["timeouts"] = out["presses_lost"] = 0
     idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
     try:
         with sync_playwright() as p:
@@ -330,15 +333,24 @@ def measure_chromium(url: str, ready: threading.Event, stop: threading.Event, tr
                 thumb = page.get_by_role("slider", name="Temperature T")
                 thumb.wait_for()
                 ready.set()
-                up = True
+                up, began = True, time.monotonic()
                 while not stop.is_set():
                     busy = training()
                     page.evaluate(WATCH_RUN)
+                    before = thumb.get_attribute("aria-valuenow")
                     start = time.monotonic()
                     thumb.press("ArrowRight" if up else "ArrowLeft")
                     try:
-                        page.wait_for_function("() => window.kdRun.done", timeout=SAMPLE_TIMEOUT_S * 1000)
-                        samples.append({"s": time.monotonic() - start, "training": busy and training()})
+                        try:
+                            page.wait_for_function("() => window.kdRun.done", timeout=LOST_PRESS_S * 1000)
+                        except PlaywrightTimeout:
+                            if thumb.get_attribute("aria-valuenow") == before:  # the key never reached the slider
+                                out["presses_lost"] += 1
+                                continue
+                            page.wait_for_function("() => window.kdRun.done",
+                                                   timeout=(SAMPLE_TIMEOUT_S - LOST_PRESS_S) * 1000)
+                        samples.append({"s": time.monotonic() - start, "training": busy and training(),
+                                        "at": start - began})
                     except PlaywrightTimeout:
                         out["timeouts"] += 1
                     up = not up
@@ -401,7 +413,10 @@ def report(args: argparse.Namespace, stats: list[Stats], chromium: dict[str, Any
         "lost_results": sum(s.clicked_run and not s.result_seen for s in stats),
         "chromium_latency_s": {"while_jobs_train": {**spread(training), "samples": len(training)},
                                "all": {**spread([x["s"] for x in samples]), "samples": len(samples)},
-                               f"over_{SAMPLE_TIMEOUT_S}_s": chromium.get("timeouts", 0)},
+                               f"over_{SAMPLE_TIMEOUT_S}_s": chromium.get("timeouts", 0),
+                               "presses_lost": chromium.get("presses_lost", 0),
+                               "slowest": [{k: round(v, 2) if isinstance(v, float) else v for k, v in x.items()}
+                                           for x in sorted(samples, key=lambda x: -x["s"])[:5]]},
         "jobs": {k: v for k, v in job_lines(log_text).items() if k != "seconds"},
         "server": {"peak_rss_mb": round(max(sampler.rss_mb, default=0.0), 1),
                    "rss_mb_last_sample": round(sampler.rss_mb[-1], 1) if sampler.rss_mb else None,
@@ -409,7 +424,7 @@ def report(args: argparse.Namespace, stats: list[Stats], chromium: dict[str, Any
                    "tracebacks_in_log": log_text.count("Traceback (most recent call last)"), **extra.pop("server")},
         "cores": len(os.sched_getaffinity(0)),
         **extra,
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "server_log")},
     }
     warm = extra.get("warm_up", {})
     out["passed"] = (out["sessions_served"] == len(stats) and out["errors"] == 0 and out["lost_results"] == 0
@@ -432,7 +447,10 @@ def main() -> int:
     parser.add_argument("--rerun-timeout", type=float, default=180, help="seconds a full run may take")
     parser.add_argument("--result-timeout", type=float, default=600, help="seconds a runner waits for its result")
     parser.add_argument("--no-chromium", action="store_true", help="no Chromium session (protocol sessions only)")
+    parser.add_argument("--full", action="store_true",
+                        help="the real classroom preset instead of KD_LAB_TINY=1: runs train for seconds, not a moment")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    parser.add_argument("--server-log", type=Path, help="copy the server's log here")
     args = parser.parse_args()
     args.runners = args.sessions // 10 if args.runners is None else min(args.runners, args.sessions)
     if DEFAULT_T + T_STEP * args.runners > MAX_T:
@@ -448,7 +466,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kd-lab-ws-load-") as tmp:
         port, log_path = free_port(), Path(tmp) / "server.log"
         with open(log_path, "w") as log:
-            proc = start_app(port, {"KD_LAB_CACHE_DIR": str(Path(tmp) / "cache"), "KD_LAB_TINY": "1"}, log)
+            proc = start_app(port, {"KD_LAB_CACHE_DIR": str(Path(tmp) / "cache"), "KD_LAB_TINY": "0" if args.full else "1"},
+                             log)
         sampler = Sampler(proc.pid)
         ready, stop = threading.Event(), threading.Event()
         try:
@@ -476,6 +495,8 @@ def main() -> int:
             proc.kill()
             proc.wait(30)
         log_text = log_path.read_text(errors="replace")
+        if args.server_log:
+            args.server_log.write_text(log_text)
     extra["load_average_after"] = list(os.getloadavg())
     extra["wall_s"] = round(time.monotonic() - wall, 1)
     return emit(report(args, stats, chromium, sampler, log_text, extra), args.out)
