@@ -187,6 +187,9 @@ def task(cfg: LMConfig) -> Task:
                                                                    use_cache=use_cache))
 
 
+MEASURE_SHARES = {"teacher": 0.76, "distilled": 0.12, "scratch": 0.12}  # of the final measuring, by model (measured)
+
+
 def run_lm(cfg: LMConfig, on_event: Callable[[Event], None] | None = None,
            should_stop: Callable[[], bool] | None = None, use_cache: bool = True) -> dict[str, Any]:
     """Teacher (cached), then per seed a distilled and a scratch student from the same weights and data order.
@@ -209,11 +212,13 @@ def _run_lm(cfg: LMConfig, key: str, on_event: Callable[[Event], None] | None,
     seq = cfg.method == "sequence"
     # overall progress is weighted by an estimated cost in teacher steps (x width² x layers): a distilled student's
     # step costs 0.40 of a teacher step (the teacher's forward pass is most of it), a scratch student's 0.09 (measured
-    # with the default LMConfig, 1 torch thread: teacher 55.7 s / 1,000 steps, distilled 6.7 s and scratch 1.5 s / 300)
+    # with the default LMConfig, 1 torch thread: teacher 55.7 s / 1,000 steps, distilled 6.7 s and scratch 1.5 s / 300);
+    # measuring the three models at the end (speed, a sample) took 1.7 s, about 30 teacher steps: the teacher 1.3 s
     step = cfg.teacher_width ** 2 * cfg.teacher_layers
     teacher_cost = 0.0 if cached_teacher(cfg) is not None else cfg.teacher_steps * step
     costs = {"distilled": 0.40 * cfg.student_steps * step, "scratch": 0.09 * cfg.student_steps * step}
-    tracker = Tracker(on_event, teacher_cost + cfg.seeds * sum(costs.values()) or 1.0)
+    measure_cost = 30 * step * cfg.speed_chars / LMConfig.speed_chars  # all three models
+    tracker = Tracker(on_event, teacher_cost + cfg.seeds * sum(costs.values()) + measure_cost or 1.0)
     teacher, tmeta = get_teacher(cfg, tracker.watch("teacher", cfg.teacher_seed, units=teacher_cost), should_stop)
     tracker.trained(teacher_cost)
     teacher_nats = tmeta["val_nats"]
@@ -251,13 +256,18 @@ def _run_lm(cfg: LMConfig, key: str, on_event: Callable[[Event], None] | None,
                               "corpus_chars": len(corpus.train) + len(corpus.val), "vocab_size": corpus.vocab_size,
                               "teacher_history": tmeta["history"], "teacher_seconds": tmeta["seconds"],
                               "teacher_cpu_seconds": tmeta.get("cpu_seconds"), "models": {}}
-    for role, model in models.items():
+    measured = 0.0
+    for i, (role, model) in enumerate(models.items()):
+        tracker.stage(f"measuring the {role}'s speed and sampling its text ({i + 1}/{len(models)})",
+                      units_done=measured)
+        measured += measure_cost * MEASURE_SHARES[role]
         nats = [teacher_nats] if role == "teacher" else [r["val_nats"] for r in runs[role]]
         result["models"][role] = {
             **_summary(nats), "params": count_params(model, trainable_only=False),
             "chars_per_s": chars_per_second(model, corpus, cfg.speed_chars),
             "sample": corpus.decode(generate(model, prompt, SAMPLE_CHARS, seed=0)[0].tolist()),
             "runs": runs.get(role, [])}
+    tracker.trained(measure_cost)
     d = result["models"]["distilled"]["val_bpc"]
     s = result["models"]["scratch"]["val_bpc"]
     result["every_distilled_below_every_scratch"] = max(d) < min(s)
