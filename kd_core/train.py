@@ -12,6 +12,7 @@ from torch import nn
 
 from kd_core.data import to_float
 from kd_core.evaluate import accuracy, autocast, predict_logits
+from kd_core.optim import Adam
 from kd_core.losses import kd_loss
 from kd_core.models import memory_format
 from kd_core.tasks import steps_of
@@ -94,7 +95,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
     x = to_float(images)
     layout = memory_format(model)
     model.to(memory_format=layout)
-    optimizer = torch.optim.Adam([*model.parameters(), *extra_params], lr=lr, eps=adam_eps)
+    optimizer = Adam([*model.parameters(), *extra_params], lr=lr, eps=adam_eps)  # torch.optim.Adam's numbers
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = steps_of(len(x), 1, batch_size)
     total_steps = epochs * steps_per_epoch
