@@ -26,7 +26,7 @@ MEASURE_BATCHES = 8       # timed batches per measurement, after a warm-up call 
 MEASURE_SECONDS = 0.5     # ... or fewer, when one batch already takes a good share of this (a big teacher)
 OUTPUTS = "teacher outputs"  # the phase between teacher and students: its logits on the test and student images
 
-_measured: dict[tuple[str, str, int, int], float] = {}
+_measured: dict[tuple[str, str, int, str, int], float] = {}  # (architecture, mode, batch, precision, threads)
 _measuring = threading.Lock()
 
 
@@ -139,7 +139,7 @@ def comparison_plan(cfg: RunConfig, dataset: Dataset, *, teacher_cached: bool | 
     on the whole test set at the end. Seconds are images over `throughput` in `cfg`'s precision (measured here by
     default); a layer-wise hint's extra work is not counted.
     """
-    from kd_core.experiment import CURVE_TEST_IMAGES
+    from kd_core.experiment import CURVE_TEST_IMAGES  # here: kd_core.experiment imports this module
 
     n_test = len(dataset.test_y)
     n_curve = min(CURVE_TEST_IMAGES, n_test)
