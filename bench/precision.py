@@ -1,11 +1,11 @@
-"""bf16 autocast against fp32: accuracy over 3 teacher seeds (3 student seeds each) and seconds, per preset. Prints JSON.
+"""bf16 autocast against fp32: accuracy over 3 teacher seeds (3 student seeds each) and seconds, per preset. JSON.
 
 Each (preset, teacher seed) is trained in fp32 and in bf16 one after the other, in a fresh cache folder, with the
 whole run's settings equal otherwise; the figures answer whether "auto" (bf16 where the CPU has it natively) may be
 the default: its accuracy must stay within seed noise of fp32's.
 
-  .venv/bin/python bench/precision.py                 # classroom (MNIST sample) and keras (Fashion-MNIST, 6,000, 1 epoch)
-  .venv/bin/python bench/precision.py --smoke         # seconds: 1 teacher seed, tiny runs
+  .venv/bin/python bench/precision.py          # classroom (MNIST sample), keras (Fashion-MNIST, 6,000, 1 epoch)
+  .venv/bin/python bench/precision.py --smoke  # seconds: 1 teacher seed, tiny runs
 Run it on a quiet machine; on a CPU without native bf16, bf16 autocast is emulated and slow.
 """
 
@@ -71,7 +71,8 @@ def main() -> int:
             per = {p: [a for run in runs[p] for a in run[role]["accuracies"]] for p in PRECISIONS}
             seconds = {p: sum(run[role]["seconds"] for run in runs[p]) for p in PRECISIONS}
             summary[role] = {**{f"{p}_accuracy_pct": spread(per[p]) for p in PRECISIONS},
-                             "bf16_minus_fp32_points": 100 * (statistics.fmean(per["bf16"]) - statistics.fmean(per["fp32"])),
+                             "bf16_minus_fp32_points":
+                                 100 * (statistics.fmean(per["bf16"]) - statistics.fmean(per["fp32"])),
                              **{f"{p}_seconds": seconds[p] for p in PRECISIONS},
                              "bf16_speedup": seconds["fp32"] / max(seconds["bf16"], 1e-9)}
         report["cases"][name] = summary

@@ -26,9 +26,9 @@ sessions arrive, one session runs the demo on Home (the teacher's demo before th
 slider needs a trained teacher). Meanwhile one real Chromium session (Playwright, its own thread) sits on the
 Temperature page and measures interaction latency: ArrowRight/ArrowLeft on the T slider -> the rerun it causes has
 finished (the page's script state left notRunning and came back to it); a press after which neither a rerun came
-nor the slider's value changed within 10 s never reached the slider and is counted as "presses_lost", not timed. Samples taken while a runner waits for its
-run are "while jobs train". The server's memory and cores are sampled from /proc (bench/load.py's Sampler), its CPU
-seconds read at the end; the machine's load average is printed with them.
+nor the slider's value changed within 10 s never reached the slider and is counted as "presses_lost", not timed.
+Samples taken while a runner waits for its run are "while jobs train". The server's memory and cores are sampled
+from /proc (bench/load.py's Sampler), its CPU seconds read at the end; the machine's load average is printed with them.
 Exit status 0 when every session was served, with no errors, no lost results and no Chromium interaction timed out.
 """
 
@@ -466,8 +466,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kd-lab-ws-load-") as tmp:
         port, log_path = free_port(), Path(tmp) / "server.log"
         with open(log_path, "w") as log:
-            proc = start_app(port, {"KD_LAB_CACHE_DIR": str(Path(tmp) / "cache"), "KD_LAB_TINY": "0" if args.full else "1"},
-                             log)
+            env = {"KD_LAB_CACHE_DIR": str(Path(tmp) / "cache"), "KD_LAB_TINY": "0" if args.full else "1"}
+            proc = start_app(port, env, log)
         sampler = Sampler(proc.pid)
         ready, stop = threading.Event(), threading.Event()
         try:

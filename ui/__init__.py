@@ -17,9 +17,10 @@ from ui.divergence import divergence_section
 from ui.lifecycle import AGAIN_HELP, again_button, get_runner, parts, submit, task_section
 from ui.models import (current_or_latest_result, efficiency_rows, measure_latency, result_models,
                        teacher_or_offer)
-from ui.state import (PRECISION_HELP, PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config_summary, configure_logging,
-                      current_config, init_state, lab_settings, precision_label, reset_settings, run_button_label, setting_widget,
-                      share_link, show_cache_problem, show_link_problems, sync_link, tiny)
+from ui.state import (PRECISION_HELP, PRESET_LABELS, TINY_CHANGES, TINY_ENV, base_preset, config_summary,
+                      configure_logging, current_config, init_state, lab_settings, precision_label, reset_settings,
+                      run_button_label, setting_widget, share_link, show_cache_problem, show_link_problems, sync_link,
+                      tiny)
 from ui.llm_distill import llm_distill_section
 from ui.warm import start_teacher, warm_up
 from ui.widgets import (ROLE_TITLES, chart, curve_note, dataset_image, download_buttons, lesson_panel, noise_verdict,

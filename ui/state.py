@@ -31,8 +31,8 @@ PRECISION_HELP = ("How training and inference compute. bf16 (bfloat16 autocast: 
                   "fp32 elsewhere. Measured with bench/precision.py on a 2-core AMD EPYC with AVX-512 BF16, 3 teacher "
                   "seeds × 3 student seeds, bf16 vs fp32: classroom teacher 97.2 vs 96.4 % (seed spread 1.9), Keras "
                   "teacher on 6,000 Fashion-MNIST images 81.5 vs 81.6 % (spread 1.7), students within 0.1 point: "
-                  "equal within seed noise. The Keras teacher trains 1.7× faster in bf16, the classroom teacher 1.4×; "
-                  "the small students gain nothing (0.9-1.1×). Each precision keeps its own cached results.")
+                  "equal within seed noise. The Keras teacher trains 1.7× faster in bf16, the classroom teacher "
+                  "1.4×; the small students gain nothing (0.9-1.1×). Each precision keeps its own cached results.")
 
 
 def precision_label(precision: str) -> str:
@@ -197,8 +197,13 @@ def current_config() -> RunConfig:
     init_state()
     state = st.session_state
     cfg = base_preset(state.get("preset", "classroom"))
-    return cfg.replace(dataset=state.get("dataset", cfg.dataset), precision=state.get("precision", "auto"),
-                       **state.get("settings", {}))
+    return cfg.replace(**_sidebar_choices(cfg), **state.get("settings", {}))
+
+
+def _sidebar_choices(cfg: RunConfig) -> dict[str, str]:
+    """The sidebar's dataset and precision as RunConfig changes (`cfg`'s dataset until one is chosen)."""
+    state = st.session_state
+    return {"dataset": state.get("dataset", cfg.dataset), "precision": state.get("precision", "auto")}
 
 
 def config_summary(cfg: dict[str, Any] | RunConfig) -> str:
@@ -254,6 +259,5 @@ def lab_settings(name: str, **params: Any) -> tuple[RunConfig, dict[str, Any]]:
         cfg = cfg.replace(**TINY_CHANGES, seeds=min(cfg.seeds, 2))
         params = {**LAB_TINY_PARAMS[name], **params}
     init_state()
-    cfg = cfg.replace(dataset=st.session_state.get("dataset", cfg.dataset),
-                      precision=st.session_state.get("precision", "auto"))
+    cfg = cfg.replace(**_sidebar_choices(cfg))
     return cfg, lab.parameters(name, **params)

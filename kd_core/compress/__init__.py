@@ -17,4 +17,5 @@ from kd_core.compress.quantize import quantize_int8, speed_note
 
 __all__ = ["EXPORTED", "EXPORT_FORMAT", "PIPELINE", "CompressConfig", "ExportError", "cached_compression", "compress",
            "compress_key", "export_file", "export_folder", "export_model", "finetune_pruned", "load_export",
-           "make_permanent", "prune_magnitude", "quantize_int8", "speed_note", "state_dict_bytes", "task", "weight_sparsity"]
+           "make_permanent", "prune_magnitude", "quantize_int8", "speed_note", "state_dict_bytes", "task",
+           "weight_sparsity"]

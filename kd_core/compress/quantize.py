@@ -86,11 +86,10 @@ def speed_note(float_row: dict, int8_row: dict) -> str:
                 f"({qt / ft:.1f}× float32's rate).")
     if q < f:
         return f"**int8 is faster here:** {q:.3f} ms per image at batch 1 against {f:.3f} ms in float32. {at_batch}"
-    compiled = COMPILED_BATCH1_MS
     return (f"**Why int8 is not faster at batch 1:** {q:.3f} ms per image against {f:.3f} ms in float32 "
             f"({q / f:.1f}× slower). This network does {float_row['flops'] / 1e6:.2f} MFLOPs per image, so the time "
             "goes to fixed costs per layer (quantizing the input, re-quantizing between layers, dequantizing the "
             f"logits, one call per layer), not to multiply-adds. {at_batch} Compiled (torch.compile, and torchao's "
-            f"PT2E int8 flow for the x86 CPU), int8 still trails float32 at batch 1: {compiled['int8']} against "
-            f"{compiled['float32']} ms (`bench/int8.py`, 2-core AMD EPYC, 1 thread). For a network this small, "
-            f"int8's gain is the file: {smaller:.1f}× smaller.")
+            "PT2E int8 flow for the x86 CPU), int8 still trails float32 at batch 1: "
+            f"{COMPILED_BATCH1_MS['int8']} against {COMPILED_BATCH1_MS['float32']} ms (`bench/int8.py`, 2-core AMD "
+            f"EPYC, 1 thread). For a network this small, int8's gain is the file: {smaller:.1f}× smaller.")
