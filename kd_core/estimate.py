@@ -37,12 +37,12 @@ def _measure(architecture: str, mode: str, batch_size: int, precision: str) -> f
     import torch
 
     from kd_core.evaluate import inference_batch_size, predict_logits
-    from kd_core.models import create_model
+    from kd_core.models import GLOBAL_RNG, create_model
     from kd_core.train import train
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {list(MODES)}")
-    with torch.random.fork_rng(devices=[]):  # whoever seeds the global generator next sees it untouched
+    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):  # the global generator borrowed and given back untouched
         model = create_model(architecture)
         batch = inference_batch_size(model) if mode == "infer" else batch_size
         images = torch.randint(0, 256, (batch * (MEASURE_BATCHES + 1), 28, 28), dtype=torch.uint8)

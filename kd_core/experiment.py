@@ -112,8 +112,7 @@ def train_teacher(cfg: RunConfig, dataset: Dataset, on_progress: Callable[[Progr
 
     Its curve is measured on `curve_set`; its accuracy on the whole test set, from the logits returned.
     """
-    torch.manual_seed(cfg.teacher_seed)
-    model = create_model(cfg.teacher)
+    model = create_model(cfg.teacher, seed=cfg.teacher_seed)
     idx = balanced_subset(dataset.train_y, cfg.teacher_train_limit)
     precision = cfg.compute_precision()
     curve = curve_set(dataset)
@@ -184,8 +183,7 @@ def first_layer_norm(model: nn.Module) -> float:
 
 def initial_student_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
     """The student's initial weights for `seed`: both students of a seed start from these."""
-    torch.manual_seed(seed)
-    return create_model(cfg.student).state_dict()
+    return create_model(cfg.student, seed=seed).state_dict()
 
 
 def train_student(cfg: RunConfig, initial: dict[str, torch.Tensor], images: torch.Tensor, labels: torch.Tensor, *,

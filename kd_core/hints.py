@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd_core.data import to_float
-from kd_core.models import create_model
+from kd_core.models import GLOBAL_RNG, create_model
 
 HINT_LOSSES = ("mse", "cosine")
 HINT_MEMORY_BYTES = 512 * 2 ** 20   # teacher features above this size are computed per batch instead of once
@@ -121,7 +121,7 @@ class HintPair:
 
     def new_projection(self, seed: int) -> nn.Module:
         """A freshly initialised projection, seeded without touching the global random state."""
-        with torch.random.fork_rng(devices=[]):
+        with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if len(self.matched_shape) == 3:
                 return nn.Conv2d(self.student_shape[0], self.teacher_shape[0], 1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -74,11 +76,28 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def create_model(name: str) -> nn.Module:
-    """A freshly initialised model by registry name (seed torch first for reproducible weights)."""
+GLOBAL_RNG = threading.RLock()  # held while torch's global generator is seeded and drawn from (see `seeded`)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's global generator seeded with `seed` and held by this thread until the block ends, so the weights a
+    block draws depend on `seed` alone: a job's thread and a page's thread (the run estimate builds models too)
+    would otherwise interleave their draws and seedings. Code that only borrows the generator holds GLOBAL_RNG
+    around torch.random.fork_rng instead."""
+    with GLOBAL_RNG:
+        torch.manual_seed(seed)
+        yield
+
+
+def create_model(name: str, seed: int | None = None) -> nn.Module:
+    """A freshly initialised model by registry name; with `seed`, its weights depend on the seed alone (`seeded`)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    return MODELS[name]()
+    if seed is None:
+        return MODELS[name]()
+    with seeded(seed):
+        return MODELS[name]()
 
 
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:

@@ -150,3 +150,30 @@ def test_measured_throughput_is_positive_and_measured_once(monkeypatch, one_thre
 def test_about_says_a_duration_in_words():
     assert about(0.2) == "about 1 s" and about(42.4) == "about 42 s"
     assert about(150) == "about 2.5 min" and about(3 * 3600) == "about 3.0 h"
+
+
+def test_a_page_measuring_throughput_does_not_change_the_weights_a_job_seeds(tiny_config, one_thread):
+    """The run estimate (a page's thread) builds and draws while a job's thread seeds its students: both students
+    of a seed must still start from the same weights (seen in CI as the Distill page's "(they differ!)")."""
+    import threading
+
+    import torch
+
+    from kd_core.experiment import initial_student_weights
+
+    expected = initial_student_weights(tiny_config, 0)
+    stop = threading.Event()
+
+    def page() -> None:
+        while not stop.is_set():
+            estimate._measure("tiny-mlp", "infer", 8, "fp32")
+
+    thread = threading.Thread(target=page)
+    thread.start()
+    try:
+        for _ in range(40):
+            got = initial_student_weights(tiny_config, 0)
+            assert all(torch.equal(got[k], expected[k]) for k in expected)
+    finally:
+        stop.set()
+        thread.join()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd_core.lm.corpus import Corpus
+from kd_core.models import seeded
 from kd_core.lm.threads import torch_threads
 
 MAX_VAL_CHARS = 64_000            # validation loss is computed on at most this many characters
@@ -81,8 +82,8 @@ class CharGPT(nn.Module):
 
 def build_model(spec: GPTSpec, vocab_size: int, seed: int) -> CharGPT:
     """A freshly initialised model; equal seeds give equal weights."""
-    torch.manual_seed(seed)
-    return CharGPT(spec, vocab_size)
+    with seeded(seed):
+        return CharGPT(spec, vocab_size)
 
 
 @torch.inference_mode()
