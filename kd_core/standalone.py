@@ -192,7 +192,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: 
     x = to_float(images)
     fmt = layout(model)
     model.to(memory_format=fmt)
-    optimizer = torch.optim.Adam(list(model.parameters()), lr=LR, eps=ADAM_EPS)
+    optimizer = torch.optim.Adam(list(model.parameters()), lr=LR, eps=ADAM_EPS, fused=True)
     generator = torch.Generator().manual_seed(seed)  # the data order depends on the seed alone
     for _ in range(epochs):
         model.train()

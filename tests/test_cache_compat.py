@@ -2,7 +2,9 @@
 
 The literal keys below were computed by the code as it was before kd_core.tasks existed (ui.experiment_key,
 ui.teacher_key, ui.lab_key and compress.compress_key of that version) for the bundled MNIST sample, whose
-fingerprint is checked first so that a change of the data, not of the code, is reported as such.
+fingerprint is checked first so that a change of the data, not of the code, is reported as such. They were made
+at store.CODE_VERSION 1; a bump of it (training that computes differently) changes every key on purpose, so
+these tests pin version 1 and check that the key is made the same way, and one test that a bump changes it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ def fp32_cpu(monkeypatch):
     monkeypatch.setattr(kd_core.config, "native_bf16", lambda: False)
 
 
+@pytest.fixture(autouse=True)
+def code_version_1(monkeypatch):
+    """The code version the keys were made at."""
+    from kd_core import store
+
+    monkeypatch.setattr(store, "CODE_VERSION", 1)
+
+
 TINY_LAB = {"data-budget": {"budgets": (20, 100)}, "omitted-class": {},
             "sweep": {"temperatures": (2.0, 8.0), "alphas": (0.5, 0.9)}, "t-squared": {"temperatures": (2.0, 16.0)}}
 
@@ -61,6 +71,16 @@ def test_job_keys_are_the_keys_of_before(dataset):
     assert compress.task(full, compress.CompressConfig(), dataset).key == BEFORE["compress_default"]
     for name, params in TINY_LAB.items():
         assert lab.task(name, tiny_lab_config(name), dataset, lab.parameters(name, **params)).key == BEFORE[name]
+
+
+def test_a_code_version_bump_changes_every_key(dataset, monkeypatch):
+    """Results of training that computed differently are not found: the pages and the CLI train again."""
+    from kd_core import store
+
+    tiny = preset("classroom").replace(**ui.TINY_CHANGES)
+    monkeypatch.setattr(store, "CODE_VERSION", 2)
+    assert comparison_task(tiny, dataset).key != BEFORE["comparison_tiny"]
+    assert teacher_task(tiny, dataset).key != BEFORE["teacher_tiny"]
 
 
 def test_results_stored_under_the_old_paths_are_found(dataset, tmp_path, monkeypatch, one_thread):

@@ -21,7 +21,8 @@ def test_adam_updates_bitwise_as_torch_optim_adam(architecture, precision, one_t
     second = create_model(architecture)
     second.load_state_dict(first.state_dict())
     second.to(memory_format=memory_format(second))
-    ours, theirs = Adam(first.parameters(), lr=3e-3, eps=1e-7), torch.optim.Adam(second.parameters(), lr=3e-3, eps=1e-7)
+    ours = Adam(first.parameters(), lr=3e-3, eps=1e-7)
+    theirs = torch.optim.Adam(second.parameters(), lr=3e-3, eps=1e-7, fused=True)
     data = torch.Generator().manual_seed(1)
     for _ in range(15):
         x = torch.rand(16, 1, 28, 28, generator=data).contiguous(memory_format=memory_format(first))
