@@ -6,6 +6,7 @@ Foundations
 - schema:       what every file read back from the cache must look like (types, finite numbers in range,
                 structure, known names), as small declarative checks; a file that fails is moved aside
 - memo:         in-process memoisation that computes a value once under concurrent first visits
+- pyast:        parsing Python source safely from several threads at once
 - config:       one run's settings (RunConfig) with checked defaults, and the named presets
 - roles:        the one vocabulary of model roles: display names and colours
 - data:         datasets (bundled MNIST sample, MNIST, Fashion-MNIST), IDX parsing, splits
@@ -13,15 +14,20 @@ Foundations
 
 Distillation
 - losses:       softened softmax and the KD loss, (1 - alpha)·CE + alpha·T²·KL (the formula lives here only)
+- optim:        Adam with torch's fused kernel, without torch.optim's import of torch._dynamo
 - train:        one training loop for teacher and students: Progress snapshots, cooperative cancel, threads
 - evaluate:     logits in inference mode, accuracy, per-class accuracy, confusion, agreement, latency
 - hints:        layer-wise (FitNets-style) hint losses between a teacher and a student layer
-- distributed:  where the students of a job train: here, or as Ray tasks
+- distributed:  where the students of a job train: here (side by side when the job has cores to spare), or on Ray
+- threads:      torch's thread count for a block; one-thread trainings side by side in Python threads
 - experiment:   the teacher -> distilled -> scratch comparison, its cache, and its Tasks
+- modes:        forward vs reverse KL on a 1-D two-mode teacher (the mode-seeking lesson)
+- standalone:   one run as a self-contained PyTorch script a learner can read and run
 
 Long work
 - tasks:        Task (key, label, cached, work), the one progress Event, the Tracker that makes Events
 - jobs:         the process-wide background job runner: equal keys share one job; Stop cancels
+- estimate:     measured throughput, a run's cost by phase, the ETA
 
 Features (each a package of one module per idea)
 - lab/:         the dark-knowledge experiments: data budget, omitted class, T × alpha sweep, T², hints

@@ -1,9 +1,11 @@
-"""Where a job's independent students train: here, one after another (the default), or as Ray tasks.
+"""Where a job's independent students train: here (the default), or as Ray tasks.
 
-A job that trains several independent students (the seeds of `run_experiment`, the cells of a lab
-sweep) hands them to a backend's `map`. `LocalBackend` trains them in this process in order, with
-live progress, as before. `RayBackend` runs each as a Ray remote task, on a single-node Ray
-started here or on a cluster, and reports one progress event per finished task (its last snapshot).
+A job that trains several independent students (the seeds of `run_experiment`, the cells of a lab sweep)
+hands them to a backend's `map`. `LocalBackend` trains them in this process with live progress: one after
+another on the job's torch threads when it has one core (the app's jobs), side by side on one thread each
+when it has more (the command line: kd_core.threads). `RayBackend` runs each as a Ray remote task, on a
+single-node Ray started here or on a cluster, and reports one progress event per finished task (its last
+snapshot).
 
 Both give the same numbers for the same seeds as long as torch uses the same number of threads
 (this project's determinism holds per thread count): a Ray task sets the driver's thread count,
@@ -24,6 +26,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
+from kd_core.threads import side_by_side, student_workers
 from kd_core.train import Progress, TrainingCancelled
 
 BACKEND_ENV = "KD_LAB_BACKEND"          # "local" (default) or "ray"
@@ -43,6 +46,10 @@ class Backend(Protocol):
 
     name: str
 
+    def side_by_side(self, tasks: int) -> int:
+        """How many of `tasks` tasks progress at once, as a run's estimate counts them."""
+        ...
+
     def map(self, fn: TaskFn, shared: Any, tasks: Sequence[Any], *,
             watch: Callable[[int], Callable[[Progress], None]] | None = None,
             on_result: Callable[[int, Any], None] | None = None,
@@ -53,15 +60,27 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class LocalBackend:
-    """Every task in this process, in order, with live progress and cancel at the next training step."""
+    """Every task in this process, with live progress and cancel at the next training step: one after another
+    with the job's torch threads, or `workers` at a time on one thread each (default: one per core of the job,
+    kd_core.threads.student_workers)."""
 
+    workers: int | None = None
     name: str = "local"
+
+    def side_by_side(self, tasks: int) -> int:
+        """How many of `tasks` tasks train at once."""
+        return self.workers or student_workers(tasks)
 
     def map(self, fn: TaskFn, shared: Any, tasks: Sequence[Any], *,
             watch: Callable[[int], Callable[[Progress], None]] | None = None,
             on_result: Callable[[int, Any], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> list[Any]:
-        """Run the tasks one after another; on_result follows each task at once."""
+        """Run the tasks; on_result(i, result) follows each task at once, in this thread."""
+        workers = self.side_by_side(len(tasks))
+        if workers > 1:
+            jobs = [lambda stopped, i=i: fn(shared, tasks[i], watch(i) if watch is not None else None, stopped)
+                    for i in range(len(tasks))]
+            return side_by_side(jobs, workers, should_stop, on_result)
         results = []
         for i, task in enumerate(tasks):
             result = fn(shared, task, watch(i) if watch is not None else None, should_stop)
@@ -95,6 +114,10 @@ class RayBackend:
     address: str | None = None   # None: join the Ray already started in this process, or start a single-node one
     threads: int | None = None   # torch threads (and Ray CPUs) per task; None: the driver's torch thread count
     name: str = "ray"
+
+    def side_by_side(self, tasks: int) -> int:
+        """1: the estimate counts Ray tasks one after another (a cluster's width is not known in advance)."""
+        return 1
 
     def connect(self) -> Any:
         """The ray module, connected: to `address`, or to a single-node Ray started now when none is running.

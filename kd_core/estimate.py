@@ -10,6 +10,7 @@ is then right for any steady pace.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +25,11 @@ Throughput = Callable[[str, str, int, str], float]  # (architecture, mode, batch
 MODES = ("train", "distill", "infer")  # a training step from labels, a distilled step, an inference pass
 MEASURE_BATCHES = 8       # timed batches per measurement, after a warm-up call and a one-batch call ...
 MEASURE_SECONDS = 0.5     # ... or fewer, when one batch already takes a good share of this (a big teacher)
+MEASURE_IMAGES = 512      # ... and batches of no more images than this in all (at least one): inference batches
+# are big (a small student's 1,024, a classroom teacher's 128), and 8 + 1 of them took 0.6 s of a cold classroom run
 OUTPUTS = "teacher outputs"  # the phase between teacher and students: its logits on the test and student images
+SIDE_BY_SIDE_SLOWDOWN = 1.1  # a one-thread student beside another vs alone (the GIL, shared caches): 1.09
+# measured by bench/side_by_side.py on the project's 2-core AMD EPYC (Zen 4), 2026-12-02
 
 _measured: dict[tuple[str, str, int, str, int], float] = {}  # (architecture, mode, batch, precision, threads)
 _measuring = threading.Lock()
@@ -66,7 +71,7 @@ def _measure(architecture: str, mode: str, batch_size: int, precision: str) -> f
 
     run(1)  # warm-up: the first call picks kernels and allocates
     one = timed(1)
-    n = max(1, min(MEASURE_BATCHES, int(MEASURE_SECONDS / max(one, 1e-9))))  # a big teacher: fewer batches
+    n = max(1, min(MEASURE_BATCHES, MEASURE_IMAGES // batch, int(MEASURE_SECONDS / max(one, 1e-9))))
     # a call's fixed cost (a new optimizer, the data order) is paid once per run, not per batch: time 1 + n
     # batches against 1, and count the difference; when noise hides it, the whole call's share
     per_batch = (timed(1 + n) - one) / n if n > 1 else one
@@ -130,14 +135,16 @@ def _images(limit: int | None, available: int) -> int:
 
 
 def comparison_plan(cfg: RunConfig, dataset: Dataset, *, teacher_cached: bool | None = None,
-                    throughput: Throughput = measured_throughput) -> Plan:
+                    throughput: Throughput = measured_throughput, side_by_side: int = 1) -> Plan:
     """The phases of `cfg`'s teacher -> distilled -> scratch comparison with their estimated seconds.
 
     The teacher (left out when cached; None looks in the cache) trains and measures its curve on the fixed
     test subset (kd_core.experiment.curve_set) after every epoch; its logits on the test and student images
     follow; then per seed a distilled and a scratch student, each measured on the subset after every epoch and
     on the whole test set at the end. Seconds are images over `throughput` in `cfg`'s precision (measured here by
-    default); a layer-wise hint's extra work is not counted.
+    default); a layer-wise hint's extra work is not counted. With `side_by_side` > 1 the students train that many
+    at once on one torch thread each (kd_core.threads): their speed is measured on one thread, slowed by
+    SIDE_BY_SIDE_SLOWDOWN, and each student's seconds are its share of the wall time (divided by `side_by_side`).
     """
     from kd_core.experiment import CURVE_TEST_IMAGES  # here: kd_core.experiment imports this module
 
@@ -163,9 +170,14 @@ def comparison_plan(cfg: RunConfig, dataset: Dataset, *, teacher_cached: bool | 
     phases = [] if teacher_cached else [
         Phase("teacher", cfg.teacher_seed, run_seconds(cfg.teacher, "train", n_teacher, cfg.teacher_epochs, False))]
     phases.append(Phase(OUTPUTS, None, (n_test + n_student) / speed(cfg.teacher, "infer")))
+    from kd_core.threads import STUDENT_THREADS, torch_threads  # imports torch: only when planning
+
+    alone = side_by_side <= 1
+    with contextlib.nullcontext() if alone else torch_threads(STUDENT_THREADS):
+        student = {mode: run_seconds(cfg.student, mode, n_student, cfg.student_epochs, True)
+                   * (1.0 if alone else SIDE_BY_SIDE_SLOWDOWN / side_by_side) for mode in ("distill", "train")}
     for seed in range(cfg.seeds):
-        phases += [Phase(role, seed, run_seconds(cfg.student, mode, n_student, cfg.student_epochs, True))
-                   for role, mode in (("distilled", "distill"), ("scratch", "train"))]
+        phases += [Phase(role, seed, student[mode]) for role, mode in (("distilled", "distill"), ("scratch", "train"))]
     return Plan(tuple(phases))
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kd_core.data import to_float
-from kd_core.models import activation_bytes, memory_format
+from kd_core.models import activation_bytes, memory_format, random_images
 
 BATCH_ACTIVATION_BYTES = 16 * 2 ** 20  # an inference batch's largest activation: about this CPU's L2 + L3 share
 MIN_BATCH, MAX_BATCH = 32, 1024
@@ -76,7 +76,7 @@ def agreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
 def latency(model: nn.Module, batch: int = 1, runs: int = 30, warmup: int = 5) -> dict[str, float]:
     """Per-image CPU latency in ms at `batch`: median and spread (min, max) over `runs` timed calls after warm-up."""
     model.eval()
-    x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=memory_format(model))
+    x = random_images(batch, model)
     timings = []
     with torch.inference_mode():
         for i in range(warmup + runs):

@@ -287,8 +287,11 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
         return {**found, "cached": True}
 
     found_teacher = cached_teacher(cfg, dataset)
+    backend = backend or backend_from_env()
+    tasks = [(seed, role) for seed in range(cfg.seeds) for role in ("distilled", "scratch")]
     # progress is counted in estimated seconds (kd_core.estimate): a teacher step costs more than a student's
-    plan = comparison_plan(cfg, dataset, teacher_cached=found_teacher is not None)
+    plan = comparison_plan(cfg, dataset, teacher_cached=found_teacher is not None,
+                           side_by_side=backend.side_by_side(len(tasks)))
     student_idx = balanced_subset(dataset.train_y, cfg.student_train_limit)
     tracker = Tracker(on_event, plan.seconds)
     teacher_units = plan.units("teacher", cfg.teacher_seed)
@@ -309,20 +312,22 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     curve_x, curve_y = curve_set(dataset)
     shared = _Students(cfg, x_student, y_student, soft_targets, dataset.test_x, dataset.test_y, curve_x, curve_y,
                        test_teacher, len(dataset.classes), make_hint)
-    tasks = [(seed, role) for seed in range(cfg.seeds) for role in ("distilled", "scratch")]
-
     saved: dict[str, bool] = {}  # role -> whether its seed-0 checkpoint was written
+    watchers: dict[int, Callable[[Progress], None]] = {}  # students may train side by side: each ends its own
+
+    def watch(i: int) -> Callable[[Progress], None]:
+        seed, role = tasks[i]
+        return watchers.setdefault(i, tracker.watch(role, seed, units=plan.units(role, seed)))
 
     def finished(i: int, outcome: tuple[dict[str, Any], dict[str, torch.Tensor] | None]) -> None:
-        tracker.trained(plan.units(tasks[i][1], tasks[i][0]))
+        tracker.trained(plan.units(tasks[i][1], tasks[i][0]), watchers.get(i))
         if outcome[1] is not None:  # seed 0's weights, kept for the pages that use the trained students
             role = tasks[i][1]
             saved[role] = store.save_checkpoint(store.cache_path("students", f"{key}-{role}.pt"), cfg.student,
                                                 outcome[1], {"role": role, "config": cfg.as_dict()})
 
-    outcomes = (backend or backend_from_env()).map(
-        _train_one_student, shared, tasks, on_result=finished, should_stop=should_stop,
-        watch=lambda i: tracker.watch(tasks[i][1], tasks[i][0], units=plan.units(tasks[i][1], tasks[i][0])))
+    outcomes = backend.map(_train_one_student, shared, tasks, on_result=finished, should_stop=should_stop,
+                           watch=watch)
     runs = {role: [run for (_, r), (run, _) in zip(tasks, outcomes) if r == role] for role in ("distilled", "scratch")}
 
     student = create_model(cfg.student)

@@ -177,3 +177,29 @@ def test_a_page_measuring_throughput_does_not_change_the_weights_a_job_seeds(tin
     finally:
         stop.set()
         thread.join()
+
+
+def test_students_side_by_side_are_costed_on_one_thread_as_their_share_of_the_wall_time(tiny_config, dataset):
+    """Two at a time: each student's units are its one-thread seconds, slowed by SIDE_BY_SIDE_SLOWDOWN, halved
+    (both advance together, so the units still pass at one per second); the teacher keeps the job's threads."""
+    import torch
+
+    threads_seen: dict[str, set[int]] = {}
+
+    def recording(architecture: str, mode: str, batch_size: int, precision: str) -> float:
+        threads_seen.setdefault(architecture, set()).add(torch.get_num_threads())
+        return fake_throughput(architecture, mode, batch_size, precision)
+
+    cfg = tiny_config.replace(seeds=2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        alone = comparison_plan(cfg, dataset, teacher_cached=False, throughput=fake_throughput)
+        beside = comparison_plan(cfg, dataset, teacher_cached=False, throughput=recording, side_by_side=2)
+        assert torch.get_num_threads() == 2  # given back
+    finally:
+        torch.set_num_threads(before)
+    assert threads_seen == {"classroom-teacher": {2}, "keras-student": {1}}
+    for role in ("distilled", "scratch"):
+        assert beside.units(role, 1) == pytest.approx(alone.units(role, 1) * estimate.SIDE_BY_SIDE_SLOWDOWN / 2)
+    assert beside.units("teacher", 0) == alone.units("teacher", 0)

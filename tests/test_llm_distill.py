@@ -235,7 +235,7 @@ def test_students_trained_side_by_side_get_exactly_the_numbers_they_get_one_afte
 
 
 def test_students_side_by_side_use_the_jobs_cores_only():
-    from kd_core.lm.threads import MAX_STUDENT_WORKERS, student_workers
+    from kd_core.threads import MAX_STUDENT_WORKERS, student_workers
 
     assert student_workers(12, cores=1) == 1              # the app: its job runner keeps the other core for pages
     assert student_workers(12, cores=2) == 2 and student_workers(1, cores=2) == 1

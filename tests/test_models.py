@@ -63,20 +63,22 @@ def padded_keras_net(name):
 
 @pytest.mark.parametrize("size", [14, 7, 13, 1])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_folded_same_pool_equals_the_padded_pool_bitwise(size, layout):
-    """Without autograd (inference) the pool pads nothing; with it (training) it pads: both are the padded pool."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_same_pool_equals_the_padded_pool_bitwise_with_and_without_autograd(size, layout, dtype):
+    """Inference (two maxima) and training (max_pool2d) both give the -inf-padded pool's numbers, in x's layout."""
     torch.manual_seed(size)
-    x = torch.randn(5, 8, size, size).contiguous(memory_format=layout)
+    x = torch.randn(5, 8, size, size).to(dtype).contiguous(memory_format=layout)
+    x[0, 0, 0, :2] = 1.0  # a tie
     reference = F.max_pool2d(F.pad(x, (0, 1, 0, 1), value=float("-inf")), 2, stride=1)
     with torch.inference_mode():
-        assert torch.equal(SameMaxPool2d()(x), reference)
-    folded = F.max_pool2d(x.clone().requires_grad_(), 2, stride=1, padding=1)[..., 1:, 1:]
-    assert torch.equal(folded, reference)  # and the folded form is the same function under autograd too:
+        fast = SameMaxPool2d()(x)
+    assert torch.equal(fast, reference) and fast.is_contiguous(memory_format=layout)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     grad = torch.randn_like(reference)
-    F.max_pool2d(a, 2, stride=1, padding=1)[..., 1:, 1:].backward(grad)
+    out = SameMaxPool2d()(a)
+    out.backward(grad)
     F.max_pool2d(F.pad(b, (0, 1, 0, 1), value=float("-inf")), 2, stride=1).backward(grad)
-    assert torch.equal(a.grad, b.grad)
+    assert torch.equal(out.detach(), reference) and torch.equal(a.grad, b.grad)
 
 
 @pytest.mark.parametrize("name", ["keras-teacher", "keras-student"])

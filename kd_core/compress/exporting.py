@@ -22,7 +22,7 @@ from torch import nn
 from kd_core import pyast, store
 from kd_core.compress.measure import saved_state_dict
 from kd_core.compress.quantize import int8_skeleton
-from kd_core.models import MODELS, create_model
+from kd_core.models import MODELS, create_model, random_images
 
 EXPORT_FORMAT = "kd-lab-model"
 EXPORT_VERSION = 1
@@ -77,7 +77,7 @@ def onnx_bytes(model: nn.Module) -> bytes:
             # CPython 3.11's ast.parse is not thread-safe: onnxscript parses its sources while another thread
             # (a page's script run) parses too, and fails with pyast.RACE; a retry succeeds
             program = pyast.retry_race(
-                lambda: torch.onnx.export(model, (torch.rand(2, 1, 28, 28),), dynamo=True, input_names=["image"],
+                lambda: torch.onnx.export(model, (random_images(2),), dynamo=True, input_names=["image"],
                                           output_names=["logits"], dynamic_shapes=({0: "batch"},), verbose=False),
                 AST_RACE_RETRIES)
     finally:

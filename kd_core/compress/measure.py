@@ -19,7 +19,7 @@ from torch import nn
 
 from kd_core.data import Dataset
 from kd_core.evaluate import accuracy, latency, predict_logits
-from kd_core.models import memory_format
+from kd_core.models import random_images
 
 _WEIGHTED = (nn.Conv2d, nn.Linear, nnq.Conv2d, nnq.Linear)   # float and int8 layers whose weights count for sparsity
 
@@ -106,7 +106,7 @@ def peak_memory_bytes(model: nn.Module, batch: int = 1) -> int:
     from torch.autograd.profiler import profile
 
     model.eval()
-    x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=memory_format(model))  # as kd_core.evaluate runs it
+    x = random_images(batch, model)  # in the layout kd_core.evaluate gives its inputs
     with torch.inference_mode():
         model(x)  # warm-up: one-time allocations (packed weights, caches) are not the model's working memory
         with _quiet_native_stderr(), profile(profile_memory=True, use_kineto=False) as prof:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from kd_core.data import to_float
-from kd_core.models import create_model
+from kd_core.models import create_model, random_images
 
 # The eager quantization API and quantized dtypes warn on every call in torch 2.14 (see the module docstring).
 for _message in (r"torch\.ao\.quantization is deprecated", r"(?s).*quantized tensor creation functions",
@@ -68,7 +68,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, backend: str = "x
 
 def int8_skeleton(architecture: str, backend: str = "x86", per_channel: bool = False) -> nn.Module:
     """An int8 model of `architecture` with placeholder values, ready for `load_state_dict` of a saved int8 model."""
-    one_batch = (torch.rand(2, 1, 28, 28) for _ in range(1))  # observers need one batch before convert
+    one_batch = (random_images(2) for _ in range(1))  # observers need one batch before convert
     return _int8(create_model(architecture), one_batch, backend, per_channel)
 
 

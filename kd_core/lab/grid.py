@@ -147,13 +147,15 @@ def sweep(cfg: RunConfig, temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
         store.save_json(_cell_path(c, dataset, role, seed), {"accuracy": acc, "role": role, "seed": seed,
                                                               "config": c.as_dict()})
         accuracies[(row, seed)] = acc
-        tracker.trained(student_steps)
+        tracker.trained(student_steps, watchers.get(i))
         announce()
+
+    watchers: dict[int, Callable[[Progress], None]] = {}  # students may train side by side: each ends its own
 
     def watch(i: int) -> Callable[[Progress], None]:
         """Student `i`'s progress callback."""
         row, seed = todo[i]
-        return tracker.watch(plan[row][0], seed, names[row])
+        return watchers.setdefault(i, tracker.watch(plan[row][0], seed, names[row]))
 
     announce()  # rows that are cached already
     tasks = [(plan[row][0], plan[row][1], seed) for row, seed in todo]

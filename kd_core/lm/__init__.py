@@ -40,7 +40,7 @@ from kd_core.lm.llm_distill import TINY as DISTILL_TINY
 from kd_core.lm.llm_distill import cached_result as cached_distill_result
 from kd_core.lm.llm_distill import load_student as load_distilled_student
 from kd_core.lm.llm_distill import task as distill_task
-from kd_core.lm.threads import torch_threads
+from kd_core.threads import torch_threads
 from kd_core.lm.topk import TopK, coverage, topk_kd_loss
 from kd_core.lm.training import token_kd_loss, train_lm
 from kd_core.lm.vocab import TokenCorpus, Vocab, decode, encode_prompt, restrict, token_corpus

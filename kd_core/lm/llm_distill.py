@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import statistics
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,14 +33,14 @@ from kd_core.lm import teacher_passes as passes
 from kd_core.lm.corpus import corpus_title, load_text
 from kd_core.lm.model import CharGPT, GPTSpec, build_model, generate, validation_loss
 from kd_core.lm.pretrained import MAX_NEW_TOKENS, file_hash, check_prompt, load_teacher, sample, teacher_info
-from kd_core.lm.threads import student_workers, torch_threads
+from kd_core.threads import side_by_side, student_workers, torch_threads
 from kd_core.lm.topk import TopK, coverage, restricted, topk_kd_loss
 from kd_core.lm.training import fit
 from kd_core.lm.vocab import TokenCorpus, decode, encode_prompt, token_corpus
 from kd_core.losses import divergence_kd_loss
 from kd_core.models import count_params
 from kd_core.tasks import Event, Task, Tracker
-from kd_core.train import Progress, TrainingCancelled
+from kd_core.train import Progress
 
 METHODS = {"scratch": "cross-entropy on the text, no teacher",
            "token": "token-level KD from the teacher's cached top-k logits",
@@ -415,8 +413,10 @@ def _run(cfg: DistillConfig, key: str, on_event: Callable[[Event], None] | None,
                    for seed in range(cfg.seeds)}
         plan = [(seed, method) for seed in range(cfg.seeds) for method in cfg.methods]
 
-        def train_one(seed: int, method: str) -> tuple[CharGPT, dict[str, Any], OnPolicy | None]:
-            """One student of `method` from seed `seed`'s start, trained and scored on the held-out tokens."""
+        def train_one(seed: int, method: str,
+                      stopped: Callable[[], bool]) -> tuple[CharGPT, dict[str, Any], OnPolicy | None]:
+            """One student of `method` from seed `seed`'s start, trained (until `stopped()`) and scored on the
+            held-out tokens."""
             model = CharGPT(cfg.spec(), data.vocab.size)
             model.load_state_dict(initial[seed])
             onpolicy = OnPolicy(cfg, teacher, data, seed) if method == "onpolicy" else None
@@ -429,23 +429,8 @@ def _run(cfg: DistillConfig, key: str, on_event: Callable[[Event], None] | None,
                            "seconds": time.perf_counter() - run_started, "history": history,
                            "initial_norm": float(initial[seed]["tok.weight"].norm())}, onpolicy
 
-        failed = threading.Event()   # one student failed or the user stopped: the others stop at their next step
-        stopped = lambda: failed.is_set() or should_stop()  # noqa: E731
-
-        def guarded(job: tuple[int, str]) -> tuple[CharGPT, dict[str, Any], OnPolicy | None]:
-            """train_one, telling the other students to stop when it fails."""
-            try:
-                return train_one(*job)
-            except BaseException:
-                failed.set()
-                raise
-
-        with ThreadPoolExecutor(workers, thread_name_prefix="kd-llm-student") as pool:
-            futures = [pool.submit(guarded, job) for job in plan]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:  # the failure itself, not the stops it caused in the other students
-            raise next((e for e in errors if not isinstance(e, TrainingCancelled)), errors[0])
-        outcomes = [f.result() for f in futures]   # in plan order
+        outcomes = side_by_side([lambda stopped, job=job: train_one(*job, stopped) for job in plan], workers,
+                                should_stop)  # in plan order
         for (seed, method), (model, run, onpolicy) in zip(plan, outcomes):
             runs[method].append(run)
             if onpolicy is not None:

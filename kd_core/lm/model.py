@@ -14,7 +14,7 @@ from torch import nn
 
 from kd_core.lm.corpus import Corpus
 from kd_core.models import seeded
-from kd_core.lm.threads import torch_threads
+from kd_core.threads import torch_threads
 
 MAX_VAL_CHARS = 64_000            # validation loss is computed on at most this many characters
 

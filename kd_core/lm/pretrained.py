@@ -35,7 +35,7 @@ import torch
 
 from kd_core import paths, store
 from kd_core.losses import soften
-from kd_core.lm.threads import torch_threads
+from kd_core.threads import torch_threads
 from kd_core.memo import computed_once
 
 log = logging.getLogger("kd_core.lm.pretrained")

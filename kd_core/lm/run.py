@@ -15,7 +15,7 @@ from kd_core.config import checked_replace
 from kd_core.lm.corpus import Corpus, corpus_title, load_corpus
 from kd_core.lm.model import (CharGPT, GPTSpec, bits_per_char, build_model, chars_per_second, generate,
                               generate_cached, validation_loss)
-from kd_core.lm.threads import torch_threads
+from kd_core.threads import torch_threads
 from kd_core.lm.training import train_lm
 from kd_core.models import count_params
 from kd_core.tasks import Event, Task, Tracker

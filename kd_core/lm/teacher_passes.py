@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from kd_core import store
 from kd_core.lm import pretrained
-from kd_core.lm.threads import torch_threads
+from kd_core.threads import torch_threads
 from kd_core.lm.topk import TopK, from_logits, restricted
 from kd_core.lm.vocab import Vocab
 from kd_core.train import TrainingCancelled
@@ -116,7 +116,7 @@ def continuations(model: Any, prompts: torch.Tensor, vocab: Vocab, new_tokens: i
 
 def score(model: Any, restricted_ids: torch.Tensor, vocab: Vocab, k: int) -> TopK:
     """The teacher's top-k targets (positions of every row, flattened) for the student's own samples. Runs with
-    the caller's threads: it is called inside a student's training (kd_core.lm.threads does not restore an
+    the caller's threads: it is called inside a student's training (kd_core.threads does not restore an
     outer count when a nested block ends)."""
     with torch.inference_mode():
         full_ids, logprobs = from_logits(_forward(model, vocab.to_full(restricted_ids)), k)
