@@ -316,6 +316,7 @@ def run_experiment(cfg: RunConfig, on_event: Callable[[Event], None] | None = No
     watchers: dict[int, Callable[[Progress], None]] = {}  # students may train side by side: each ends its own
 
     def watch(i: int) -> Callable[[Progress], None]:
+        """Student task `i`'s progress callback (one per task, kept for `finished`)."""
         seed, role = tasks[i]
         return watchers.setdefault(i, tracker.watch(role, seed, units=plan.units(role, seed)))
 
