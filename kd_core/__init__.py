@@ -15,6 +15,7 @@ Foundations
 Distillation
 - losses:       softened softmax and the KD loss, (1 - alpha)·CE + alpha·T²·KL (the formula lives here only)
 - optim:        Adam with torch's fused kernel, without torch.optim's import of torch._dynamo
+- convgrad:     bf16 training: a wide convolution's weight gradient as one matmul over its input's patches
 - train:        one training loop for teacher and students: Progress snapshots, cooperative cancel, threads
 - evaluate:     logits in inference mode, accuracy, per-class accuracy, confusion, agreement, latency
 - hints:        layer-wise (FitNets-style) hint losses between a teacher and a student layer

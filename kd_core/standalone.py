@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from kd_core import data, experiment, models, pyast
+from kd_core import convgrad, data, experiment, models, pyast
 from kd_core.config import RunConfig
 from kd_core.evaluate import inference_batch_size
 
@@ -151,6 +151,12 @@ def make_student() -> nn.Module:
     """A freshly initialised student (seed torch first): both students of a seed start from the same one."""
     return {student_call}
 '''
+
+PATCH_GRADS = '''
+
+
+# ---- bf16 training of a wide convolution (what KD Lab does): its weight gradient as one matrix product
+{code}'''
 
 LOSS = '''
 
@@ -314,6 +320,25 @@ def _pieces(builder: Any) -> list[Any]:
     return [*helpers, builder]
 
 
+def _after_imports(module: Any) -> str:
+    """The source of kd_core `module` after its docstring and imports: its constants (with their comments),
+    classes and functions."""
+    text = inspect.getsource(module)
+    last = max(node.end_lineno for node in pyast.parse(text, module.__name__).body
+               if isinstance(node, (ast.Import, ast.ImportFrom)))
+    return "\n".join(text.splitlines()[last:]).strip("\n") + "\n\n\n"
+
+
+def _with_patch_grads(training: str) -> str:
+    """TRAINING with its train() loop over epochs inside `with patch_weight_grads(model):`, as kd_core.train has it."""
+    loop, end = "    for _ in range(epochs):\n", "    model.eval()\n"
+    start = training.index(loop)
+    stop = training.index(end, start)
+    body = textwrap.indent(training[start:stop], "    ")
+    return (training[:start] + "    with patch_weight_grads(model):  # bf16: the wide conv's weight gradient as "
+            "one matmul\n" + body + training[stop:])
+
+
 @functools.lru_cache(maxsize=None)
 def _import_nodes(module_name: str) -> tuple[ast.stmt, ...]:
     """The top-level import statements of kd_core module `module_name` (its source parsed once per process)."""
@@ -362,8 +387,11 @@ def standalone_script(cfg: RunConfig, dataset: str, file_name: str = "kd_lab_run
                          f"{sorted(ARCHITECTURES)}")
     (teacher, teacher_call), (student, student_call) = ARCHITECTURES[cfg.teacher], ARCHITECTURES[cfg.student]
     model_code = "".join(source(o) for o in dict.fromkeys(_pieces(teacher) + _pieces(student)))  # each piece once
+    patched = any(convgrad.eligible(m) for name in (cfg.teacher, cfg.student)
+                  for m in models.create_model(name).modules())
+    patch_code = _after_imports(convgrad) if patched else ""
     data_code, imports, needs = _data_section(dataset)
-    used = set(imports) | set(_imports_for(model_code, [models]))
+    used = set(imports) | set(_imports_for(model_code, [models])) | set(_imports_for(patch_code, [convgrad]))
     imports = sorted(used, key=lambda line: (line.startswith("from"), line))
     summary = (f"{cfg.teacher} teacher, {cfg.student} students, T={cfg.temperature:g}, alpha={cfg.alpha:g}"
                f"{'' if cfg.t_squared else ' (T² factor off)'}, {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}")
@@ -378,8 +406,9 @@ def standalone_script(cfg: RunConfig, dataset: str, file_name: str = "kd_lab_run
         data_code,
         MODELS.format(teacher=cfg.teacher, student=cfg.student, sources="\n" + model_code,
                       teacher_call=teacher_call, student_call=student_call),
+        PATCH_GRADS.format(code=patch_code) if patched else "",
         LOSS.format(t2_word="T^2 * " if cfg.t_squared else "", soft_line=soft_line),
-        TRAINING,
+        _with_patch_grads(TRAINING) if patched else TRAINING,
         MAIN.format(balanced_subset="\n" + source(experiment.balanced_subset)),
     ])
     return re.sub(r"\n{4,}", "\n\n\n", script)  # two blank lines between top-level blocks, as PEP 8 has it

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # torch is imported where used (checkpoints), so cache look-u
     import torch
 
 log = logging.getLogger("kd_core.store")
-CODE_VERSION = 2  # bump when training code changes what a cached result would contain
+CODE_VERSION = 3  # bump when training code changes what a cached result would contain (3: kd_core.convgrad)
 STALE_TEMP_SECONDS = 600  # a temp file this old was left by a writer that was killed; it is deleted
 REJECTED_SUFFIX = ".rejected"  # a cache file that fails its check is moved aside under this name, kept for inspection
 # The only module state: what was reported in this process, so each is reported once, not per read: folders

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from kd_core.convgrad import patch_weight_grads
 from kd_core.data import to_float
 from kd_core.evaluate import accuracy, autocast, predict_logits
 from kd_core.optim import Adam
@@ -90,7 +91,8 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
     `idx` of `images`; forward hooks on `model` have just seen it) and its value is added to the loss,
     e.g. a layer-wise hint (kd_core.hints); `extra_params` (e.g. that hint's projection) are optimised too.
     `precision` "bf16" runs forward passes and losses under bf16 autocast (kd_core.evaluate.autocast), the
-    backward pass and the Adam update stay as autocast leaves them (fp32 weights and gradients).
+    backward pass and the Adam update stay as autocast leaves them (fp32 weights and gradients), but for wide
+    convolutions' weight gradients, one bf16 matmul each (kd_core.convgrad).
     """
     x = to_float(images)
     layout = memory_format(model)
@@ -117,34 +119,35 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
             on_progress(p)
         sums, seen, batches = torch.zeros(4), 0, 0
 
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=generator)
-        for first in range(0, len(x), batch_size):
-            if should_stop is not None and should_stop():
-                raise TrainingCancelled()
-            idx = order[first:first + batch_size]
-            batch = x[idx].contiguous(memory_format=layout)
-            with autocast(precision):
-                logits = model(batch).float()
-                parts = kd_loss(logits, None if teacher_logits is None else teacher_logits[idx], labels[idx],
-                                temperature, alpha, t_squared)
-                total = parts.total if extra_loss is None else parts.total + extra_loss(model, idx, batch)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            step += 1
-            with torch.no_grad():
-                sums += torch.stack([total.detach(), parts.hard.detach(), parts.soft.detach(),
-                                     (logits.argmax(1) == labels[idx]).sum()])
-            seen += len(idx)
-            batches += 1
-            if step % report_every == 0 and step % steps_per_epoch != 0:
-                snapshot(epoch + (first + len(idx)) / len(x), None)
-        eval_start = time.perf_counter()
-        test_acc = accuracy(predict_logits(model, eval_set[0], precision=precision), eval_set[1]) \
-            if eval_set is not None else None
-        eval_seconds += time.perf_counter() - eval_start
-        snapshot(float(epoch + 1), test_acc)
+    with patch_weight_grads(model):  # bf16: wide convolutions' weight gradients as one matmul each
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(x), generator=generator)
+            for first in range(0, len(x), batch_size):
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelled()
+                idx = order[first:first + batch_size]
+                batch = x[idx].contiguous(memory_format=layout)
+                with autocast(precision):
+                    logits = model(batch).float()
+                    parts = kd_loss(logits, None if teacher_logits is None else teacher_logits[idx], labels[idx],
+                                    temperature, alpha, t_squared)
+                    total = parts.total if extra_loss is None else parts.total + extra_loss(model, idx, batch)
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                step += 1
+                with torch.no_grad():
+                    sums += torch.stack([total.detach(), parts.hard.detach(), parts.soft.detach(),
+                                         (logits.argmax(1) == labels[idx]).sum()])
+                seen += len(idx)
+                batches += 1
+                if step % report_every == 0 and step % steps_per_epoch != 0:
+                    snapshot(epoch + (first + len(idx)) / len(x), None)
+            eval_start = time.perf_counter()
+            test_acc = accuracy(predict_logits(model, eval_set[0], precision=precision), eval_set[1]) \
+                if eval_set is not None else None
+            eval_seconds += time.perf_counter() - eval_start
+            snapshot(float(epoch + 1), test_acc)
     model.eval()
     return history

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from kd_core import data, paths
+from kd_core.config import preset
 from kd_core.experiment import run_experiment
 from kd_core.standalone import standalone_script
 
@@ -56,6 +57,17 @@ def test_the_script_prints_the_apps_numbers_and_a_wrong_alpha_does_not(two_seeds
     rows = run_script(wrong, tmp_path, "wrong_alpha.py")
     assert rows["teacher"] == expected["teacher"] and rows["scratch"] == expected["scratch"][:1]
     assert rows["distilled"] != expected["distilled"][:1]
+
+
+def test_a_keras_teacher_script_trains_its_wide_conv_as_the_app_does(tmp_path):
+    """bf16: the app computes the keras-teacher's 512-filter weight gradient through kd_core.convgrad; the script
+    inlines that path and prints the app's numbers (without it they differ at rounding level)."""
+    cfg = preset("keras").replace(teacher_train_limit=96, student_train_limit=64, teacher_epochs=1, student_epochs=1,
+                                  precision="bf16")
+    script = standalone_script(cfg, "mnist-sample")
+    assert "with patch_weight_grads(model):" in script and "class PatchGradConv2d" in script
+    assert run_script(script, tmp_path, "keras_run.py") == app_table(run_experiment(cfg, use_cache=False))
+    assert "patch_weight_grads" not in standalone_script(preset("classroom"), "mnist-sample")
 
 
 def write_idx(path, array: np.ndarray) -> None:
