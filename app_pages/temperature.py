@@ -43,8 +43,7 @@ with chart_column:
 st.subheader("The teacher's soft targets for real test images")
 dataset = ui.require_dataset()
 outputs = ui.teacher_or_offer(
-    cfg, dataset, "This part of the page needs a trained teacher: the soft targets come from the teacher. Train it "
-    f"here (on this machine it takes {'a few seconds' if ui.tiny() else 'about half a minute'}).",
+    cfg, dataset, "This part of the page needs a trained teacher: the soft targets come from the teacher.",
     "The teacher is training in the background ({label}); its soft targets for real test images appear here when it "
     "is done. Meanwhile, try your own scores above.")
 if outputs is None:

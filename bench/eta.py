@@ -52,7 +52,8 @@ def make_run(name: str) -> tuple[Any, float | None]:
         return lab.task("data-budget", cfg, load_dataset(cfg.dataset), lab.parameters("data-budget")), None
     if name == "fashion-teacher":
         cfg = classroom.replace(dataset="fashion-mnist")
-        return teacher_task(cfg, load_dataset(cfg.dataset)), None
+        dataset = load_dataset(cfg.dataset)
+        return teacher_task(cfg, dataset), estimate.teacher_seconds(cfg, dataset)
     if name == "language-models":
         return lm.task(lm.LMConfig()), None
     raise ValueError(f"unknown run {name!r}; choose from {RUNS}")

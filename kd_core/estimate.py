@@ -187,6 +187,13 @@ def estimate_seconds(cfg: RunConfig, dataset: Dataset, *, teacher_cached: bool |
     return comparison_plan(cfg, dataset, teacher_cached=teacher_cached, throughput=throughput).seconds
 
 
+def teacher_seconds(cfg: RunConfig, dataset: Dataset, *, throughput: Throughput = measured_throughput) -> float:
+    """Estimated seconds of training `cfg`'s teacher alone (the offer to train it on the Temperature and Teacher
+    pages): its phase of an uncached comparison_plan and its logits after."""
+    plan = comparison_plan(cfg, dataset, teacher_cached=False, throughput=throughput)
+    return plan.units("teacher", cfg.teacher_seed) + plan.units(OUTPUTS, None)
+
+
 def about(seconds: float) -> str:
     """A duration in words for a button or a progress line: "about 40 s", "about 2.5 min", "about 1.2 h"."""
     if seconds < 120:

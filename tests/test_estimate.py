@@ -9,7 +9,7 @@ import pytest
 
 from kd_core import estimate
 from kd_core.data import load_dataset
-from kd_core.estimate import OUTPUTS, Plan, about, comparison_plan, estimate_seconds
+from kd_core.estimate import OUTPUTS, Plan, about, comparison_plan, estimate_seconds, teacher_seconds
 from kd_core.tasks import Tracker, steps_of
 from kd_core.train import Progress
 
@@ -43,6 +43,15 @@ def test_the_estimate_adds_up_the_phases_images_over_throughput(tiny_config, dat
     assert plan.units("scratch", 1) == pytest.approx(2 * 100 / 2000 + 3 * n_test / 20000)
     assert plan.units("distilled", 1) == pytest.approx(2 * 100 / 1600 + 3 * n_test / 20000)  # a distilled step's speed
     assert plan.units("scratch", 2) == 0 and plan.seconds == pytest.approx(sum(p.seconds for p in plan.phases))
+
+
+def test_the_teacher_alone_costs_its_phase_and_its_outputs_cached_or_not(tiny_config, dataset):
+    """The offer to train a teacher (Temperature and Teacher pages) says this, not a fixed "half a minute"."""
+    cfg = tiny_config.replace(precision="fp32")
+    n_test = len(dataset.test_y)
+    expected = 300 / 400 + n_test / 4000 + (n_test + 100) / 4000
+    assert teacher_seconds(cfg, dataset, throughput=fake_throughput) == pytest.approx(expected)
+    assert teacher_seconds(cfg.replace(teacher_epochs=3), dataset, throughput=fake_throughput) > expected
 
 
 def test_per_epoch_curves_cost_the_fixed_test_subset_and_only_the_end_the_whole_test_set(tiny_config):

@@ -129,7 +129,7 @@ def test_data_page_shows_samples_counts_and_how_to_get_missing_data():
 
 def test_teacher_page_trains_with_progress_then_shows_accuracy_and_confusion():
     at = open_page("app_pages/teacher.py")
-    assert has_text(at.info, "No trained teacher")
+    assert has_text(at.info, "No trained teacher") and has_text(at.info, "Training it here takes about ")
     at.button(key="teacher-train").click().run()
     assert_clean(at)
     poll(at, lambda a: len(a.metric) == 4, "the teacher")
@@ -149,7 +149,7 @@ def test_teacher_stop_button_cancels_training(monkeypatch):
 
 def test_temperature_page_offers_teacher_then_redraws_at_t():
     at = open_page("app_pages/temperature.py")
-    assert has_text(at.info, "needs a trained teacher")
+    assert has_text(at.info, "needs a trained teacher") and has_text(at.info, "Training it here takes about ")
     at.button(key="train-teacher-offer").click().run()
     poll(at, lambda a: len(a.slider) == 1, "the teacher")
     assert at.slider[0].label == "Temperature T" and at.slider[0].value == 8.0

@@ -9,6 +9,7 @@ import streamlit as st
 from kd_core.config import RunConfig
 from kd_core.data import DatasetError
 from ui.lifecycle import task_section
+from ui.state import teacher_estimate
 from ui.warm import wait_for_warm_up
 from ui.widgets import ROLE_TITLES
 
@@ -82,7 +83,7 @@ def teacher_or_offer(cfg: RunConfig, dataset, offer: str, running: str, draw: Ca
     if outputs is None and wait_for_warm_up(running.format(label="getting it ready")):
         return None
     if outputs is None and task_section(teacher_task(cfg, dataset), draw, "Train the teacher", button_key,
-                                        running=running, offer=offer) is not None:
+                                        running=running, offer=f"{offer} {teacher_estimate(cfg, dataset)}") is not None:
         outputs = teacher_outputs(cfg, dataset)  # trained just now by this server
     return outputs
 

@@ -233,6 +233,15 @@ def run_button_label(cfg: RunConfig, dataset: Any, action: str | None = None) ->
     return f"{action}, {run_estimate(cfg, dataset)}"
 
 
+def teacher_estimate(cfg: RunConfig, dataset: Any) -> str:
+    """"Training it here takes about N s.": `cfg`'s teacher alone on this machine (kd_core.estimate.teacher_seconds)."""
+    from kd_core import estimate
+    from ui.lifecycle import get_runner
+
+    get_runner()  # first: the throughput is measured with the job runner's torch thread count
+    return f"Training it here takes {estimate.about(estimate.teacher_seconds(cfg, dataset))}."
+
+
 def run_estimate(cfg: RunConfig, dataset: Any) -> str:
     """How long `cfg`'s comparison takes on this machine, in words, from measured throughput (kd_core.estimate)."""
     from kd_core import estimate
