@@ -235,20 +235,25 @@ def run_button_label(cfg: RunConfig, dataset: Any, action: str | None = None) ->
 
 def teacher_estimate(cfg: RunConfig, dataset: Any) -> str:
     """"Training it here takes about N s.": `cfg`'s teacher alone on this machine (kd_core.estimate.teacher_seconds)."""
-    from kd_core import estimate
-    from ui.lifecycle import get_runner
+    from kd_core.estimate import teacher_seconds
 
-    get_runner()  # first: the throughput is measured with the job runner's torch thread count
-    return f"Training it here takes {estimate.about(estimate.teacher_seconds(cfg, dataset))}."
+    return f"Training it here takes {_measured(teacher_seconds, cfg, dataset)}."
 
 
 def run_estimate(cfg: RunConfig, dataset: Any) -> str:
     """How long `cfg`'s comparison takes on this machine, in words, from measured throughput (kd_core.estimate)."""
-    from kd_core import estimate
+    from kd_core.estimate import estimate_seconds
+
+    return _measured(estimate_seconds, cfg, dataset)
+
+
+def _measured(seconds: Callable[[RunConfig, Any], float], cfg: RunConfig, dataset: Any) -> str:
+    """seconds(cfg, dataset), a kd_core.estimate function of measured throughput, in words ("about 40 s")."""
+    from kd_core.estimate import about
     from ui.lifecycle import get_runner
 
     get_runner()  # first: the throughput is measured with the job runner's torch thread count
-    return estimate.about(estimate.estimate_seconds(cfg, dataset))
+    return about(seconds(cfg, dataset))
 
 
 LAB_TINY_PARAMS = {"data-budget": {"budgets": (20, 100)}, "omitted-class": {},
