@@ -4,12 +4,14 @@ Fair between the sessions of one server: a session may have at most MAX_ACTIVE_P
 queued or running (SessionBusy beyond that), and a job shared by several sessions is cancelled only when the
 last session that asked for it lets it go (`release`); sessions that only look at a job cannot stop it.
 A job also records why any of its cache writes failed (`unsaved`: a disk that filled up mid-run), so the pages of
-the sessions that asked for it can say so; its results are still returned.
+the sessions that asked for it can say so; its results are still returned. With `isolated` (the app's runner) each
+worker thread hands its jobs to a child process of its own (kd_core.worker), so training never holds the server's GIL.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import traceback
@@ -19,11 +21,13 @@ from typing import Any, Callable
 
 from kd_core import store
 from kd_core.train import TrainingCancelled, configure_threads
+from kd_core.worker import WorkerProcess, WorkFailed
 
 # A job's work: fn(report, should_stop) -> result, where report(event) records progress.
 Work = Callable[[Callable[[Any], None], Callable[[], bool]], Any]
 KEEP_FINISHED = 50  # finished jobs remembered in memory (results also live in the disk cache)
 MAX_ACTIVE_PER_OWNER = 2  # jobs one session may have queued or running at once
+IN_PROCESS_ENV = "KD_LAB_JOBS_IN_PROCESS"  # "1": the app's jobs run on a thread of the server (fault-injection tests)
 log = logging.getLogger("kd_core.jobs")  # one line per job start and end: what a server actually computed
 
 
@@ -70,9 +74,11 @@ class SessionBusy(Exception):
 class JobRunner:
     """Runs jobs on a small worker pool sized so torch threads x workers never exceed the cores."""
 
-    def __init__(self, workers: int = 1, reserved_cores: int = 0) -> None:
+    def __init__(self, workers: int = 1, reserved_cores: int = 0, isolated: bool = False) -> None:
         self.threads_per_job = configure_threads(workers, reserved_cores)
+        self.isolated = isolated  # work runs in child processes (its closures must pickle), else on worker threads
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kd-job")
+        self._idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()  # child processes between jobs
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -161,9 +167,14 @@ class JobRunner:
             status = "done"
             with store.recording_write_failures() as failures:
                 try:
-                    job.result = work(job.events.append, job._cancel.is_set)
+                    if self.isolated:
+                        job.result = self._in_child(work, job, failures)
+                    else:
+                        job.result = work(job.events.append, job._cancel.is_set)
                 except TrainingCancelled:
                     status = "cancelled"
+                except WorkFailed as exc:  # the child printed its traceback
+                    job.error, status = str(exc), "failed"
                 except Exception as exc:  # reported to the page as a message, never raised into it
                     job.error = f"{type(exc).__name__}: {exc}"
                     status = "failed"
@@ -173,6 +184,29 @@ class JobRunner:
         job.finished_at = time.time()
         log.info("job %s: %s after %.1f s", job.status, job.key, job.finished_at - job.submitted_at)
         job._done.set()
+
+    def _in_child(self, work: Work, job: Job, failures: list[str]) -> Any:
+        """Run `work` for `job` in an idle child process (a new one if none is idle); a dead child is not reused."""
+        try:
+            worker = self._idle.get_nowait()
+        except queue.Empty:
+            worker = WorkerProcess(self.threads_per_job)
+        try:
+            return worker.run(work, job.events.append, job._cancel.is_set, failures)
+        finally:
+            if worker.alive:
+                self._idle.put(worker)
+
+    def close(self) -> None:
+        """Stop every job and end the child processes (a runner that is dropped: tests, a server shutting down)."""
+        for job in self.active():
+            job.cancel()
+        self._pool.shutdown(wait=True)
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
     def _forget_old(self) -> None:
         """Drop the oldest finished jobs beyond KEEP_FINISHED (caller holds the lock)."""

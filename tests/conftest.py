@@ -22,7 +22,10 @@ def tiny_config():
 
 @pytest.fixture()
 def fresh_app(tmp_path, monkeypatch):
-    """For AppTest: tiny runs, an empty cache folder, and no cached resources (runner, teacher outputs) from earlier tests."""
+    """For AppTest: tiny runs, an empty cache folder, and no cached resources (runner, teacher outputs) from earlier tests.
+
+    Jobs run in a child process as the app's do; a test that patches the engine in this process to inject a fault
+    also sets kd_core.jobs.IN_PROCESS_ENV, so the patch reaches the job."""
     import streamlit as st
     import torch
 
@@ -34,9 +37,7 @@ def fresh_app(tmp_path, monkeypatch):
     st.cache_resource.clear()
     threads = torch.get_num_threads()
     yield
-    for job in ui.get_runner().active():
-        job.cancel()
-        job.wait(30)
+    ui.get_runner().close()  # its jobs stopped, its training process ended
     st.cache_resource.clear()
     torch.set_num_threads(threads)
 

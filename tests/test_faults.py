@@ -22,6 +22,7 @@ import ui
 from tests.appserver import start_app
 from kd_core import paths, store
 from kd_core.config import preset
+from kd_core.jobs import IN_PROCESS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = preset("classroom").replace(**ui.TINY_CHANGES)  # the run the app's Home page does in tiny mode
@@ -366,6 +367,7 @@ def test_a_disk_that_fills_up_mid_run_is_told_once_to_the_session_that_ran_it(fr
         fsync(fd)
 
     monkeypatch.setattr(os, "fsync", full_once_the_teacher_is_saved)
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")   # the job runs where the patched fsync is
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception and not at.error and not at.warning   # the disk still had room when the page opened
     run_demo(at)

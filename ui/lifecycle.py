@@ -25,10 +25,17 @@ RUNNING_NOTE = ("Running in the background: {label}. Switching pages or moving s
 
 @st.cache_resource(show_spinner=False)
 def get_runner():
-    """The one background JobRunner of this server process, shared by every browser session."""
-    from kd_core.jobs import JobRunner
+    """The one background JobRunner of this server process, shared by every browser session.
 
-    return JobRunner(workers=1, reserved_cores=1)  # one core stays free for the server drawing pages
+    Its work runs in a child process (training off the server's GIL), on a thread of the server only where
+    kd_core.jobs.IN_PROCESS_ENV is "1": tests that patch the engine in this process to inject faults.
+    """
+    import os
+
+    from kd_core.jobs import IN_PROCESS_ENV, JobRunner
+
+    return JobRunner(workers=1, reserved_cores=1,  # one core stays free for the server drawing pages
+                     isolated=os.environ.get(IN_PROCESS_ENV) != "1")
 
 
 def find_job(key: str):

@@ -1,0 +1,95 @@
+"""The isolated job runner (the app's): work runs in a child process, and everything a page reads comes back."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from kd_core import paths, store
+from kd_core.jobs import JobRunner
+from kd_core.train import TrainingCancelled
+
+
+@pytest.fixture()
+def runner():
+    """An isolated runner, closed (its child process ended) after the test."""
+    isolated = JobRunner(workers=1, isolated=True)
+    yield isolated
+    isolated.close()
+
+
+def report_pid_and_env(report, should_stop):
+    """Work that reports its process id and returns what the child's environment says."""
+    report(("pid", os.getpid()))
+    return {"pid": os.getpid(), "env": os.environ.get("KD_TEST_WORKER")}
+
+
+def loop_until_stopped(report, should_stop):
+    """Work that runs until Stop reaches it."""
+    report(("pid", os.getpid()))
+    while not should_stop():
+        time.sleep(0.01)
+    raise TrainingCancelled()
+
+
+def divide_by_zero(report, should_stop):
+    """Work that raises."""
+    return 1 / 0
+
+
+def write_into_a_file(report, should_stop):
+    """Work whose cache write fails: its folder is a file."""
+    blocker = paths.cache_dir() / "not-a-folder"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("x")
+    return store.atomic_write(blocker / "result.json", b"{}")
+
+
+def test_work_runs_in_a_child_with_this_processs_environment(runner, monkeypatch):
+    monkeypatch.setenv("KD_TEST_WORKER", "set at submit")
+    job = runner.submit("pid", report_pid_and_env)
+    assert job.wait(60) and job.status == "done", job.error
+    assert job.result["pid"] != os.getpid() and job.result["env"] == "set at submit"
+    assert job.events == [("pid", job.result["pid"])]
+    again = runner.submit("pid-again", report_pid_and_env)  # the same child serves the next job
+    assert again.wait(60) and again.result["pid"] == job.result["pid"]
+
+
+def test_work_closures_travel_by_value(runner):
+    offset = 41
+    job = runner.submit("closure", lambda report, should_stop: offset + 1)
+    assert job.wait(60) and job.result == 42
+
+
+def test_stop_reaches_the_child(runner):
+    job = runner.submit("long", loop_until_stopped)
+    deadline = time.monotonic() + 60
+    while not job.events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.cancel()
+    assert job.wait(30) and job.status == "cancelled"
+
+
+def test_a_failure_is_a_message_and_the_child_serves_on(runner):
+    job = runner.submit("bad", divide_by_zero)
+    assert job.wait(60) and job.status == "failed" and job.error == "ZeroDivisionError: division by zero"
+    assert runner.submit("after", report_pid_and_env).wait(60)
+
+
+def test_a_failed_cache_write_in_the_child_reaches_the_job(runner):
+    job = runner.submit("unsaved", write_into_a_file)
+    assert job.wait(60) and job.status == "done" and job.result is False
+    assert job.unsaved == "File exists"   # the reason the write failed in the child
+
+
+def test_a_killed_child_fails_its_job_and_the_next_job_gets_a_new_one(runner):
+    job = runner.submit("killed", loop_until_stopped)
+    deadline = time.monotonic() + 60
+    while not job.events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = job.events[0][1]
+    os.kill(pid, signal.SIGKILL)
+    assert job.wait(30) and job.status == "failed" and "ended unexpectedly" in job.error
+    after = runner.submit("after-kill", report_pid_and_env)
+    assert after.wait(60) and after.status == "done" and after.result["pid"] not in (pid, os.getpid())
