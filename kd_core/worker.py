@@ -104,15 +104,15 @@ def serve(conn: Connection) -> None:
     from kd_core import store
     from kd_core.train import TrainingCancelled
 
-    send_lock, stop = threading.Lock(), threading.Event()
+    conn_lock, stop = threading.Lock(), threading.Event()  # one user of the socket at a time
     gone = threading.Event()  # the parent closed its end: stop the work and exit
 
     def send(message: tuple) -> None:
-        with send_lock:
+        with conn_lock:
             conn.send(message)
 
     def should_stop() -> bool:
-        with send_lock:  # one reader at a time (students may train in threads)
+        with conn_lock:  # students may train in threads
             try:
                 while not stop.is_set() and conn.poll():
                     if conn.recv()[0] in ("stop", "exit"):

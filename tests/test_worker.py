@@ -19,6 +19,13 @@ def runner():
     isolated.close()
 
 
+def wait_for_first_event(job) -> None:
+    """Wait (at most 60 s) until the child has reported once: its work is running."""
+    deadline = time.monotonic() + 60
+    while not job.events and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def report_pid_and_env(report, should_stop):
     """Work that reports its process id and returns what the child's environment says."""
     report(("pid", os.getpid()))
@@ -64,9 +71,7 @@ def test_work_closures_travel_by_value(runner):
 
 def test_stop_reaches_the_child(runner):
     job = runner.submit("long", loop_until_stopped)
-    deadline = time.monotonic() + 60
-    while not job.events and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_first_event(job)
     job.cancel()
     assert job.wait(30) and job.status == "cancelled"
 
@@ -85,9 +90,7 @@ def test_a_failed_cache_write_in_the_child_reaches_the_job(runner):
 
 def test_a_killed_child_fails_its_job_and_the_next_job_gets_a_new_one(runner):
     job = runner.submit("killed", loop_until_stopped)
-    deadline = time.monotonic() + 60
-    while not job.events and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_first_event(job)
     pid = job.events[0][1]
     os.kill(pid, signal.SIGKILL)
     assert job.wait(30) and job.status == "failed" and "ended unexpectedly" in job.error
