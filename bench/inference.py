@@ -2,7 +2,8 @@
 (kd_core.evaluate.inference_batch_size) and at fixed batch sizes, in channels_last and in plain NCHW, and of a
 training step at batch 32. Prints JSON.
 
-Run `.venv/bin/python bench/inference.py [--images 2000] [--repeats 5]` on a quiet machine. The variants are
+Run `.venv/bin/python bench/inference.py [--images 2000] [--repeats 5] [--precision fp32|bf16] [--threads N]` on a
+quiet machine (inference in `--precision`; `--threads` defaults to this process's share of the cores). The variants are
 timed interleaved (A, B, C, A, B, C, ...) and the best of `--repeats` is kept, so a burst of load from another
 process slows one sample, not one variant. Issue 16's bar: inference at least as fast per image as training.
 """
@@ -23,12 +24,12 @@ from bench.machine import cpu_model  # noqa: E402
 import torch  # noqa: E402
 
 from kd_core.data import to_float  # noqa: E402
-from kd_core.evaluate import inference_batch_size, predict_logits  # noqa: E402
+from kd_core.evaluate import autocast, inference_batch_size, predict_logits  # noqa: E402
 from kd_core.models import create_model, memory_format  # noqa: E402
 from kd_core.train import configure_threads  # noqa: E402
 
 MODELS = ("keras-teacher", "keras-student", "classroom-teacher", "tiny-mlp")
-BATCHES = (32, 64, 128, 256, 1024)
+BATCHES = (32, 64, 128, 256, 512, 1024)
 
 
 def training_seconds(model: torch.nn.Module, images: torch.Tensor, steps: int, batch: int = 32) -> float:
@@ -48,11 +49,11 @@ def training_seconds(model: torch.nn.Module, images: torch.Tensor, steps: int, b
     return time.perf_counter() - start
 
 
-def nchw_seconds(model: torch.nn.Module, images: torch.Tensor, batch: int) -> float:
+def nchw_seconds(model: torch.nn.Module, images: torch.Tensor, batch: int, precision: str) -> float:
     """Seconds for predict_logits' work at `batch` with plain NCHW inputs and weights (the layout it does not use)."""
     model.eval().to(memory_format=torch.contiguous_format)
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision):
         for first in range(0, len(images), batch):
             model(to_float(images[first:first + batch]))
     return time.perf_counter() - start
@@ -64,8 +65,11 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    threads = configure_threads()
+    threads = configure_threads() if args.threads is None else args.threads
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     images = (torch.rand(args.images, 28, 28) * 255).to(torch.uint8)
     models = {name: create_model(name) for name in MODELS}
@@ -79,16 +83,17 @@ def main() -> int:
         for name, model in models.items():
             model.to(memory_format=memory_format(model))  # as train() leaves it
             start = time.perf_counter()
-            predict_logits(model, images)
+            predict_logits(model, images, precision=args.precision)
             keep(name, "infer_chosen", time.perf_counter() - start)
             for batch in BATCHES:
                 start = time.perf_counter()
-                predict_logits(model, images, batch)
+                predict_logits(model, images, batch, precision=args.precision)
                 keep(name, f"infer_b{batch}", time.perf_counter() - start)
-            keep(name, "infer_nchw_chosen", nchw_seconds(model, images, chosen[name]))
+            keep(name, "infer_nchw_chosen", nchw_seconds(model, images, chosen[name], args.precision))
             keep(name, "train_b32", training_seconds(model, images, args.train_steps))
     report = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": threads,
                           "torch": torch.__version__, "load_average": list(os.getloadavg())},
+              "precision": args.precision,
               "images": args.images, "repeats": args.repeats, "models": {}}
     for name in MODELS:
         rates: dict[str, float] = {variant: round(args.images / seconds) for (model, variant), seconds in best.items()

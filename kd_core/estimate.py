@@ -26,7 +26,7 @@ MODES = ("train", "distill", "infer")  # a training step from labels, a distille
 MEASURE_BATCHES = 8       # timed batches per measurement, after a warm-up call and a one-batch call ...
 MEASURE_SECONDS = 0.5     # ... or fewer, when one batch already takes a good share of this (a big teacher)
 MEASURE_IMAGES = 512      # ... and batches of no more images than this in all (at least one): inference batches
-# are big (a small student's 1,024, a classroom teacher's 128), and 8 + 1 of them took 0.6 s of a cold classroom run
+# are big (a small student's 256, a classroom teacher's 128), and 8 + 1 of them took 0.6 s of a cold classroom run
 OUTPUTS = "teacher outputs"  # the phase between teacher and students: its logits on the test and student images
 SIDE_BY_SIDE_SLOWDOWN = 1.1  # a one-thread student beside another vs alone (the GIL, shared caches): 1.09
 # measured by bench/side_by_side.py on the project's 2-core AMD EPYC (Zen 4), 2026-12-02

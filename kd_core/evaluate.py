@@ -13,7 +13,7 @@ from kd_core.data import to_float
 from kd_core.models import activation_bytes, memory_format, random_images
 
 BATCH_ACTIVATION_BYTES = 16 * 2 ** 20  # an inference batch's largest activation: about this CPU's L2 + L3 share
-MIN_BATCH, MAX_BATCH = 32, 1024
+MIN_BATCH, MAX_BATCH = 32, 256
 
 
 def autocast(precision: str) -> contextlib.AbstractContextManager:
@@ -27,7 +27,10 @@ def inference_batch_size(model: nn.Module) -> int:
     """The largest power of two from MIN_BATCH to MAX_BATCH whose largest activation fits BATCH_ACTIVATION_BYTES.
 
     Big batches amortise per-call overhead (small students), until a wide layer's output leaves the cache
-    (keras-teacher, 230 kB per image: 64); bench/inference.py measures every batch size against this choice.
+    (keras-teacher, 230 kB per image: 64). Past 256 a small student's many layers no longer fit either: a
+    keras-student's curve evaluation of 1,000 images (bf16, 1 thread) took 19.5 ms at 256 and 31.7 ms at 1,024
+    (mean of 30, 2-core AMD EPYC Zen 4); bench/inference.py measures every batch size against this choice
+    (its best-of-N hides that gap: the big batch is slow on average, not at best).
     """
     fits = max(1, BATCH_ACTIVATION_BYTES // activation_bytes(model))
     return max(MIN_BATCH, min(MAX_BATCH, 1 << (fits.bit_length() - 1)))
