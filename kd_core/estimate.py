@@ -183,8 +183,12 @@ def comparison_plan(cfg: RunConfig, dataset: Dataset, *, teacher_cached: bool | 
 
 def estimate_seconds(cfg: RunConfig, dataset: Dataset, *, teacher_cached: bool | None = None,
                      throughput: Throughput = measured_throughput) -> float:
-    """Estimated seconds of `cfg`'s whole comparison on `dataset` (see comparison_plan)."""
-    return comparison_plan(cfg, dataset, teacher_cached=teacher_cached, throughput=throughput).seconds
+    """Estimated seconds of `cfg`'s whole comparison on `dataset` (see comparison_plan), its students side by side
+    as the local backend trains them with this thread count (kd_core.threads.student_workers)."""
+    from kd_core.threads import student_workers  # imports torch: only when estimating
+
+    return comparison_plan(cfg, dataset, teacher_cached=teacher_cached, throughput=throughput,
+                           side_by_side=student_workers(2 * cfg.seeds)).seconds
 
 
 def teacher_seconds(cfg: RunConfig, dataset: Dataset, *, throughput: Throughput = measured_throughput) -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from kd_core import store
-from kd_core.train import TrainingCancelled, configure_threads
+from kd_core.train import TrainingCancelled, configure_threads, cores_per_worker
 from kd_core.worker import WorkerProcess, WorkFailed
 
 # A job's work: fn(report, should_stop) -> result, where report(event) records progress.
@@ -75,7 +75,9 @@ class JobRunner:
     """Runs jobs on a small worker pool sized so torch threads x workers never exceed the cores."""
 
     def __init__(self, workers: int = 1, reserved_cores: int = 0, isolated: bool = False) -> None:
-        self.threads_per_job = configure_threads(workers, reserved_cores)
+        self.threads_per_job = configure_threads(workers, reserved_cores)  # this process's: pages, jobs on threads
+        if isolated:  # a child trains below this process's priority (worker.NICENESS): the pages get a core back
+            self.threads_per_job = cores_per_worker(workers)  # whenever they need one, so its jobs may use all
         self.isolated = isolated  # work runs in child processes (its closures must pickle), else on worker threads
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kd-job")
         self._idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()  # child processes between jobs

@@ -63,14 +63,19 @@ class History:
         return {k: list(v) for k, v in self.__dict__.items()}
 
 
-def configure_threads(workers: int = 1, reserved_cores: int = 0) -> int:
-    """Give torch an equal share of this process's cores, less `reserved_cores`, per concurrent worker.
-
-    Returns the thread count. Torch's intra-op threads slow down several-fold when another busy thread
-    shares their cores, so a server that also draws pages reserves a core for that.
-    """
+def cores_per_worker(workers: int = 1, reserved_cores: int = 0) -> int:
+    """An equal share of this process's cores, less `reserved_cores`, per concurrent worker (at least 1)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, (cores - reserved_cores) // max(1, workers))
+    return max(1, (cores - reserved_cores) // max(1, workers))
+
+
+def configure_threads(workers: int = 1, reserved_cores: int = 0) -> int:
+    """Give torch cores_per_worker(workers, reserved_cores) threads in this process, and return that count.
+
+    Torch's intra-op threads slow down several-fold when another busy thread shares their cores, so a server
+    that trains in its own process and also draws pages reserves a core for that.
+    """
+    threads = cores_per_worker(workers, reserved_cores)
     torch.set_num_threads(threads)
     return threads
 

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Callable
 
 POLL_SECONDS = 0.1  # how often the parent looks at Stop while the child is silent
+NICENESS = 10  # the child's scheduling priority below the server's: a page's rerun gets a core before training does
 
 
 class WorkFailed(Exception):
@@ -99,6 +100,8 @@ class WorkerProcess:
 
 def serve(conn: Connection) -> None:
     """The child's loop: run each job sent on `conn`, one at a time, until told to exit or the parent goes away."""
+    if hasattr(os, "nice"):  # POSIX only
+        os.nice(NICENESS)
     import torch
 
     from kd_core import store

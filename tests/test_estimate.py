@@ -86,6 +86,18 @@ def test_a_cached_teacher_is_not_counted(tiny_config, dataset):
     assert 0 < seconds(tiny_config, dataset, cached=True) < seconds(tiny_config, dataset)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_buttons_estimate_counts_the_students_side_by_side_as_the_job_trains_them(tiny_config, dataset, threads):
+    """A job with two cores trains a seed's two students at once (LocalBackend); the run button's estimate too."""
+    from kd_core.threads import student_workers, torch_threads
+
+    with torch_threads(threads):
+        assert student_workers(2) == threads
+        estimate = seconds(tiny_config, dataset)
+    assert estimate == pytest.approx(comparison_plan(tiny_config, dataset, teacher_cached=False,
+                                                     throughput=fake_throughput, side_by_side=threads).seconds)
+
+
 def test_without_the_flag_the_cache_is_asked(tiny_config, dataset):
     """No teacher with this seed was ever trained in the test session's cache: it counts."""
     cfg = tiny_config.replace(teacher_seed=987)

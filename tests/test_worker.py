@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from kd_core import paths, store
+from kd_core import paths, store, worker
 from kd_core.jobs import JobRunner
 from kd_core.train import TrainingCancelled
 
@@ -29,7 +29,7 @@ def wait_for_first_event(job) -> None:
 def report_pid_and_env(report, should_stop):
     """Work that reports its process id and returns what the child's environment says."""
     report(("pid", os.getpid()))
-    return {"pid": os.getpid(), "env": os.environ.get("KD_TEST_WORKER")}
+    return {"pid": os.getpid(), "env": os.environ.get("KD_TEST_WORKER"), "nice": os.nice(0)}
 
 
 def loop_until_stopped(report, should_stop):
@@ -58,9 +58,34 @@ def test_work_runs_in_a_child_with_this_processs_environment(runner, monkeypatch
     job = runner.submit("pid", report_pid_and_env)
     assert job.wait(60) and job.status == "done", job.error
     assert job.result["pid"] != os.getpid() and job.result["env"] == "set at submit"
+    assert job.result["nice"] == min(19, os.nice(0) + worker.NICENESS)  # training yields the cores to the pages
     assert job.events == [("pid", job.result["pid"])]
     again = runner.submit("pid-again", report_pid_and_env)  # the same child serves the next job
     assert again.wait(60) and again.result["pid"] == job.result["pid"]
+
+
+def torch_thread_count(report, should_stop):
+    """Work that returns the child's torch thread count."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_a_child_trains_on_every_core_while_the_server_keeps_its_reserved_one(monkeypatch):
+    """The child runs below the server's priority, so it may use all cores; the server's own torch keeps to the rest."""
+    import torch
+
+    from kd_core.train import cores_per_worker
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # this test process keeps its own count
+    isolated = JobRunner(workers=1, reserved_cores=1, isolated=True)
+    try:
+        assert isolated.threads_per_job == cores_per_worker(1) >= cores_per_worker(1, reserved_cores=1)
+        job = isolated.submit("threads", torch_thread_count)
+        assert job.wait(60) and job.result == isolated.threads_per_job, job.error
+    finally:
+        isolated.close()
+    assert JobRunner(workers=1, reserved_cores=1).threads_per_job == cores_per_worker(1, reserved_cores=1)
 
 
 def test_work_closures_travel_by_value(runner):

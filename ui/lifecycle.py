@@ -34,7 +34,7 @@ def get_runner():
 
     from kd_core.jobs import IN_PROCESS_ENV, JobRunner
 
-    return JobRunner(workers=1, reserved_cores=1,  # one core stays free for the server drawing pages
+    return JobRunner(workers=1, reserved_cores=1,  # the pages' torch keeps to one core; a child trains on all
                      isolated=os.environ.get(IN_PROCESS_ENV) != "1")
 
 

@@ -250,10 +250,11 @@ def run_estimate(cfg: RunConfig, dataset: Any) -> str:
 def _measured(seconds: Callable[[RunConfig, Any], float], cfg: RunConfig, dataset: Any) -> str:
     """seconds(cfg, dataset), a kd_core.estimate function of measured throughput, in words ("about 40 s")."""
     from kd_core.estimate import about
+    from kd_core.threads import torch_threads
     from ui.lifecycle import get_runner
 
-    get_runner()  # first: the throughput is measured with the job runner's torch thread count
-    return about(seconds(cfg, dataset))
+    with torch_threads(get_runner().threads_per_job):  # measured with the thread count the job will have
+        return about(seconds(cfg, dataset))
 
 
 LAB_TINY_PARAMS = {"data-budget": {"budgets": (20, 100)}, "omitted-class": {},
