@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from kd_core import store
-from kd_core.train import TrainingCancelled, configure_threads, cores_per_worker
-from kd_core.worker import WorkerProcess, WorkFailed
+from kd_core.worker import WorkerProcess, WorkFailed, cores_per_worker
 
 # A job's work: fn(report, should_stop) -> result, where report(event) records progress.
 Work = Callable[[Callable[[Any], None], Callable[[], bool]], Any]
@@ -74,13 +73,21 @@ class SessionBusy(Exception):
 class JobRunner:
     """Runs jobs on a small worker pool sized so torch threads x workers never exceed the cores."""
 
-    def __init__(self, workers: int = 1, reserved_cores: int = 0, isolated: bool = False) -> None:
+    def __init__(self, workers: int = 1, reserved_cores: int = 0, isolated: bool = False,
+                 start_now: bool = False) -> None:
+        """With `isolated` and `start_now`, the child processes start here, before this process imports torch (the
+        two import it side by side), instead of at the first job: a served app's first teacher then trains at once."""
+        self.isolated = isolated  # work runs in child processes (its closures must pickle), else on worker threads
+        self._idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()  # child processes between jobs
+        if isolated and start_now:
+            for _ in range(workers):
+                self._idle.put(WorkerProcess(cores_per_worker(workers)))
+        from kd_core.train import configure_threads  # imports torch
+
         self.threads_per_job = configure_threads(workers, reserved_cores)  # this process's: pages, jobs on threads
         if isolated:  # a child trains below this process's priority (worker.NICENESS): the pages get a core back
             self.threads_per_job = cores_per_worker(workers)  # whenever they need one, so its jobs may use all
-        self.isolated = isolated  # work runs in child processes (its closures must pickle), else on worker threads
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kd-job")
-        self._idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()  # child processes between jobs
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -161,6 +168,8 @@ class JobRunner:
 
     def _run(self, job: Job, work: Work) -> None:
         """Execute one job on a worker thread and record how it ended."""
+        from kd_core.train import TrainingCancelled
+
         if job._cancel.is_set():
             job.status = "cancelled"
         else:
@@ -188,11 +197,15 @@ class JobRunner:
         job._done.set()
 
     def _in_child(self, work: Work, job: Job, failures: list[str]) -> Any:
-        """Run `work` for `job` in an idle child process (a new one if none is idle); a dead child is not reused."""
-        try:
-            worker = self._idle.get_nowait()
-        except queue.Empty:
-            worker = WorkerProcess(self.threads_per_job)
+        """Run `work` for `job` in an idle child process (a new one if none is alive); a dead child is not reused."""
+        while True:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                worker = WorkerProcess(self.threads_per_job)
+            if worker.alive:
+                break
+            worker.close()  # killed while idle
         try:
             return worker.run(work, job.events.append, job._cancel.is_set, failures)
         finally:

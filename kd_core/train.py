@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -17,6 +16,7 @@ from kd_core.optim import Adam
 from kd_core.losses import kd_loss
 from kd_core.models import memory_format
 from kd_core.tasks import steps_of
+from kd_core.worker import cores_per_worker
 
 CURVE_POINTS = 40  # about this many points per training curve
 
@@ -61,12 +61,6 @@ class History:
     def as_dict(self) -> dict[str, list]:
         """Plain lists, JSON-serialisable."""
         return {k: list(v) for k, v in self.__dict__.items()}
-
-
-def cores_per_worker(workers: int = 1, reserved_cores: int = 0) -> int:
-    """An equal share of this process's cores, less `reserved_cores`, per concurrent worker (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, (cores - reserved_cores) // max(1, workers))
 
 
 def configure_threads(workers: int = 1, reserved_cores: int = 0) -> int:

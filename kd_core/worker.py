@@ -26,6 +26,12 @@ POLL_SECONDS = 0.1  # how often the parent looks at Stop while the child is sile
 NICENESS = 10  # the child's scheduling priority below the server's: a page's rerun gets a core before training does
 
 
+def cores_per_worker(workers: int = 1, reserved_cores: int = 0) -> int:
+    """An equal share of this process's cores, less `reserved_cores`, per concurrent worker (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, (cores - reserved_cores) // max(1, workers))
+
+
 class WorkFailed(Exception):
     """The work raised in the child (the message is its "Type: message"), or the child itself died."""
 

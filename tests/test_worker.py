@@ -75,7 +75,7 @@ def test_a_child_trains_on_every_core_while_the_server_keeps_its_reserved_one(mo
     """The child runs below the server's priority, so it may use all cores; the server's own torch keeps to the rest."""
     import torch
 
-    from kd_core.train import cores_per_worker
+    from kd_core.worker import cores_per_worker
 
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # this test process keeps its own count
     isolated = JobRunner(workers=1, reserved_cores=1, isolated=True)
@@ -86,6 +86,51 @@ def test_a_child_trains_on_every_core_while_the_server_keeps_its_reserved_one(mo
     finally:
         isolated.close()
     assert JobRunner(workers=1, reserved_cores=1).threads_per_job == cores_per_worker(1, reserved_cores=1)
+
+
+def worker_children() -> set[int]:
+    """Process ids of this process's children that run kd_core.worker (Linux's /proc)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+            command = open(f"/proc/{pid}/cmdline", "rb").read()
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        if parent == os.getpid() and b"kd_core.worker" in command:
+            found.add(int(pid))
+    return found
+
+
+def dead(pid: int) -> bool:
+    """Whether child process `pid` has ended with all its threads (a zombie its parent can reap now)."""
+    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    return state == "Z" and len(os.listdir(f"/proc/{pid}/task")) == 1  # a leader waits for its threads' exit
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="lists child processes through /proc")
+def test_a_runner_started_now_has_its_child_before_the_first_job_and_replaces_one_killed_while_idle():
+    """A served app's runner starts its training process at once, so the first job does not wait for Python and
+    torch to start; a child that died while idle is not handed a job."""
+    before = worker_children()
+    started = JobRunner(workers=1, isolated=True, start_now=True)
+    try:
+        [child] = worker_children() - before
+        job = started.submit("first", report_pid_and_env)
+        assert job.wait(60) and job.status == "done" and job.result["pid"] == child, job.error
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not dead(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = started.submit("after-kill", report_pid_and_env)
+        assert after.wait(60) and after.status == "done" and after.result["pid"] != child, after.error
+    finally:
+        started.close()
+    lazy = JobRunner(workers=1, isolated=True)
+    try:
+        assert worker_children() == before  # without start_now: no child until a job comes
+    finally:
+        lazy.close()
 
 
 def test_work_closures_travel_by_value(runner):

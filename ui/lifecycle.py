@@ -28,14 +28,16 @@ def get_runner():
     """The one background JobRunner of this server process, shared by every browser session.
 
     Its work runs in a child process (training off the server's GIL), on a thread of the server only where
-    kd_core.jobs.IN_PROCESS_ENV is "1": tests that patch the engine in this process to inject faults.
+    kd_core.jobs.IN_PROCESS_ENV is "1": tests that patch the engine in this process to inject faults. A served app
+    starts that process at once (its first teacher is on its way); AppTest's sessions, which have no browser
+    address, only when a job comes.
     """
     import os
 
     from kd_core.jobs import IN_PROCESS_ENV, JobRunner
 
     return JobRunner(workers=1, reserved_cores=1,  # the pages' torch keeps to one core; a child trains on all
-                     isolated=os.environ.get(IN_PROCESS_ENV) != "1")
+                     isolated=os.environ.get(IN_PROCESS_ENV) != "1", start_now=st.context.url is not None)
 
 
 def find_job(key: str):
