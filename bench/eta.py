@@ -1,10 +1,12 @@
 """ETA benchmark: are the times the app shows for a run right? Prints JSON.
 
 Run with `.venv/bin/python bench/eta.py [--skip NAME ...] [--cache DIR]` on a quiet machine. Five runs, in this
-order, through a job runner made as the app makes its own (ui.lifecycle.get_runner: one worker, one core kept
-for the server) in a fresh cache folder: the classroom demo cold (teacher included), Distill with 3 seeds (its
-teacher now cached), the data-budget experiment, the Fashion-MNIST teacher (the Teacher page on Fashion-MNIST;
-needs Debian's dataset-fashion-mnist or a data folder) and the character-level language models.
+order, through a job runner made as the app makes its own (ui.lifecycle.get_runner: one worker, its jobs in a child
+process on every core below this process's priority, this process's torch on one thread) in a fresh cache folder,
+the run buttons' estimates measured with the job's thread count as ui.state does: the classroom demo cold (teacher
+included), Distill with 3 seeds (its teacher now cached), the data-budget experiment, the Fashion-MNIST teacher (the
+Teacher page on Fashion-MNIST; needs Debian's dataset-fashion-mnist or a data folder) and the character-level
+language models.
 
 For each: the run button's estimate where the app shows one (the comparisons: kd_core.estimate), the actual
 time, and the progress panel's ETA as a session that watched from the start would have read it: polled like
@@ -35,25 +37,29 @@ POLL_SECONDS = 1.0   # ui.lifecycle.POLL_SECONDS: how often the progress panel l
 RUNS = ("demo", "distill-3-seeds", "data-budget", "fashion-teacher", "language-models")
 
 
-def make_run(name: str) -> tuple[Any, float | None]:
-    """(the Task the app submits for run `name`, the run button's estimate in seconds or None where none is shown)."""
+def make_run(name: str, threads: int) -> tuple[Any, float | None]:
+    """(the Task the app submits for run `name`, the run button's estimate in seconds or None where none is shown),
+    the estimate measured with `threads` torch threads (the job's)."""
     from kd_core import estimate, lab, lm
     from kd_core.config import preset
     from kd_core.data import load_dataset
     from kd_core.experiment import comparison_task, teacher_task
+    from kd_core.threads import torch_threads
 
     classroom = preset("classroom")
     if name in ("demo", "distill-3-seeds"):
         cfg = classroom if name == "demo" else classroom.replace(seeds=3)
         dataset = load_dataset(cfg.dataset)
-        return comparison_task(cfg, dataset), estimate.estimate_seconds(cfg, dataset)
+        with torch_threads(threads):
+            return comparison_task(cfg, dataset), estimate.estimate_seconds(cfg, dataset)
     if name == "data-budget":
         cfg = lab.default_config("data-budget")
         return lab.task("data-budget", cfg, load_dataset(cfg.dataset), lab.parameters("data-budget")), None
     if name == "fashion-teacher":
         cfg = classroom.replace(dataset="fashion-mnist")
         dataset = load_dataset(cfg.dataset)
-        return teacher_task(cfg, dataset), estimate.teacher_seconds(cfg, dataset)
+        with torch_threads(threads):
+            return teacher_task(cfg, dataset), estimate.teacher_seconds(cfg, dataset)
     if name == "language-models":
         return lm.task(lm.LMConfig()), None
     raise ValueError(f"unknown run {name!r}; choose from {RUNS}")
@@ -108,14 +114,14 @@ def main() -> int:
         from kd_core.data import DatasetError
         from kd_core.jobs import JobRunner
 
-        runner = JobRunner(workers=1, reserved_cores=1)   # as ui.lifecycle.get_runner makes the app's
+        runner = JobRunner(workers=1, reserved_cores=1, isolated=True, start_now=True)  # as get_runner makes the app's
         report: dict[str, Any] = {"machine": {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)),
                                               "torch_threads_per_job": runner.threads_per_job}, "runs": {}}
         for name in RUNS:
             if name in args.skip:
                 continue
             try:
-                task, button = make_run(name)
+                task, button = make_run(name, runner.threads_per_job)
             except DatasetError as exc:
                 report["runs"][name] = {"skipped": str(exc)}
                 continue
@@ -125,6 +131,7 @@ def main() -> int:
                 result["button_error"] = round(button / result["seconds"] - 1, 3)
             report["runs"][name] = result
             print(f"{name}: {json.dumps(result)}", file=sys.stderr)
+        runner.close()
     print(json.dumps(report, indent=2))
     return 0
 
