@@ -79,14 +79,16 @@ class JobRunner:
         two import it side by side), instead of at the first job: a served app's first teacher then trains at once."""
         self.isolated = isolated  # work runs in child processes (its closures must pickle), else on worker threads
         self._idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()  # child processes between jobs
+        # a child trains below this process's priority (worker.NICENESS): the pages get a core back whenever they
+        # need one, so its jobs may use all of them
+        child_threads = cores_per_worker(workers)
         if isolated and start_now:
             for _ in range(workers):
-                self._idle.put(WorkerProcess(cores_per_worker(workers)))
+                self._idle.put(WorkerProcess(child_threads))
         from kd_core.train import configure_threads  # imports torch
 
-        self.threads_per_job = configure_threads(workers, reserved_cores)  # this process's: pages, jobs on threads
-        if isolated:  # a child trains below this process's priority (worker.NICENESS): the pages get a core back
-            self.threads_per_job = cores_per_worker(workers)  # whenever they need one, so its jobs may use all
+        own_threads = configure_threads(workers, reserved_cores)  # this process's torch: pages, jobs on threads
+        self.threads_per_job = child_threads if isolated else own_threads
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kd-job")
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
